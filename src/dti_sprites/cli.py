@@ -1,0 +1,143 @@
+"""Command line: `python -m dti_sprites <command>` (also the `dti-sprites` script).
+
+Errors a user can fix are printed as one line naming the cause; `--debug` shows the
+traceback instead.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import DTISpritesError
+
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def resolve_config(name: str) -> Path:
+    """A path as given, else a file of the repository's configs/ folder."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for folder in (Path("configs"), REPO_CONFIGS):
+        if (folder / name).is_file():
+            return folder / name
+    from .errors import ConfigError
+    raise ConfigError(f"config file {name} not found (looked as given and in {REPO_CONFIGS})")
+
+
+def pick_device(name: str):
+    import torch
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DTISpritesError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    return device
+
+
+def cmd_train(args) -> None:
+    from .config import load_config
+    from .training.trainer import Trainer
+
+    overrides = list(args.set or [])
+    if args.data_root:
+        overrides.append(f"dataset.data_root={args.data_root}")
+    if args.time_budget:
+        overrides.append(f"training.time_budget={args.time_budget}")
+    cfg = load_config(resolve_config(args.config), overrides)
+    trainer = Trainer(cfg, pick_device(args.device), args.runs_root, args.tag, progress=not args.no_progress)
+    print(f"run folder: {trainer.run_dir}", file=sys.stderr)
+    scores = trainer.run()
+    if scores is not None:
+        print(json.dumps(scores))
+
+
+def cmd_evaluate(args) -> None:
+    import torch
+
+    from .config import validate
+    from .training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from .training.trainer import build_dataset
+    from .model.sprites_model import DTISprites
+    from .evaluation.evaluate import evaluate_multi_object
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else Path(args.run) / CHECKPOINT_NAME
+    ckpt = load_checkpoint(checkpoint)
+    cfg = validate(ckpt["config"])
+    if args.data:
+        cfg["dataset"]["path"] = args.data
+    dataset, n_classes = build_dataset(cfg, "eval")
+    kwargs = ckpt["model_kwargs"]
+    device = pick_device(args.device)
+    model = DTISprites(kwargs["cfg"], tuple(kwargs["img_size"]), kwargs["n_channels"]).to(device)
+    model.load_state_dict(ckpt["model_state"])
+    train_cfg = cfg["training"]
+    with torch.no_grad():
+        scores = evaluate_multi_object(model, dataset, device, args.batch_size, train_cfg["eval_semantic"],
+                                       train_cfg["eval_with_bkg"], n_classes, progress=not args.no_progress)
+    print(json.dumps(scores))
+
+
+def cmd_make_data(args) -> None:
+    from .data.tetrominoes import generate_tetrominoes
+
+    generators = {"tetrominoes": generate_tetrominoes}
+    out = Path(args.out) if args.out else Path("datasets") / args.name
+    path = generators[args.name](out, args.n, args.seed, progress=not args.no_progress)
+    print(f"wrote {args.n} images to {path}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dti-sprites", description="DTI-Sprites: layered decomposition "
+                                     "of images into learned sprites.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks; use when reporting a bug")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model from a YAML config")
+    train.add_argument("--config", default="tetro_demo.yml",
+                       help="YAML file, or a name in configs/ (tetro.yml reproduces the paper)")
+    train.add_argument("--tag", default="default", help="name of the run; the folder is runs/<dataset>/<MMDD>_<tag>")
+    train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (a GPU when present)")
+    train.add_argument("--runs-root", default="runs", help="where run folders are created")
+    train.add_argument("--data-root", default=None, help="folder holding the datasets (default: datasets/)")
+    train.add_argument("--time-budget", type=float, default=None,
+                       help="stop after this many seconds, then evaluate; for time-to-quality runs")
+    train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                       help="override a config value, e.g. training.optimizer.lr=1e-3 (repeatable)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar (for logs of batch jobs)")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="score a trained run; the last output line is JSON")
+    evaluate.add_argument("--run", help="run folder holding model.pkl")
+    evaluate.add_argument("--checkpoint", help="a checkpoint file, instead of --run")
+    evaluate.add_argument("--data", help="dataset folder to score on (default: the run's dataset)")
+    evaluate.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="lower it if memory runs out")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    make = sub.add_parser("make-data", help="generate a synthetic dataset in the on-disk format of the real one")
+    make.add_argument("name", choices=["tetrominoes"], help="which dataset to imitate")
+    make.add_argument("--out", help="output folder (default: datasets/<name>); must not exist yet")
+    make.add_argument("--n", type=int, default=60000, help="number of images (the real set has 60000)")
+    make.add_argument("--seed", type=int, default=0, help="same seed, same images")
+    make.add_argument("--no-progress", action="store_true", help="no progress bar")
+    make.set_defaults(func=cmd_make_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "evaluate" and not (args.run or args.checkpoint):
+        build_parser().error("evaluate needs --run RUN_DIR or --checkpoint FILE")
+    try:
+        args.func(args)
+    except DTISpritesError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,276 @@
+"""Loading and validating YAML configs: the one place that knows every key.
+
+Keys keep the original release's names so that users can carry their files over. A config
+is a plain nested dict (sections `dataset`, `model`, `training`) once validated: every key
+present, defaults filled in, types checked. Plain dicts also travel safely inside
+checkpoints, which are loaded with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import ConfigError
+
+_REQUIRED = object()
+
+
+class Key:
+    """One config key: accepted types, default, and an optional extra check."""
+
+    def __init__(self, types: tuple, default: Any = _REQUIRED, check: Callable[[Any], str | None] | None = None,
+                 expected: str = ""):
+        self.types, self.default, self.check, self.expected = types, default, check, expected
+
+
+def _positive(v):
+    return None if v > 0 else "a positive number"
+
+
+def _non_negative(v):
+    return None if v >= 0 else "a number >= 0"
+
+
+def _one_of(*choices):
+    def check(v):
+        return None if v in choices else "one of " + ", ".join(map(str, choices))
+    return check
+
+
+def _size_pair(v):
+    if isinstance(v, int):
+        return None if v > 0 else "a positive integer or a list [H, W]"
+    ok = isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v)
+    return None if ok else "a positive integer or a list of two positive integers [H, W]"
+
+
+def _milestones(v):
+    if v is False or v is None:
+        return None
+    ok = isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)
+    ok = ok and all(a <= b for a, b in zip(v, v[1:]))
+    return None if ok else "false or an increasing list of epoch numbers"
+
+
+INT, FLOAT, BOOL, STR, LIST, NONE, DICT = int, float, bool, str, list, type(None), dict
+INIT_CHOICES = ("constant", "gaussian", "sample", "mean", "random", "soup", "random_color", "kmeans")
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "dataset": {
+        "name": Key((STR,), expected="a dataset name"),
+        "img_size": Key((INT, LIST, NONE), None, lambda v: v is None or _size_pair(v)),
+        "data_root": Key((STR,), "datasets"),
+        "path": Key((STR, NONE), None),
+    },
+    "model": {
+        "name": Key((STR,), "dti_sprites", _one_of("dti_sprites")),
+        "n_sprites": Key((INT,), expected="the number of sprites K", check=_positive),
+        "n_backgrounds": Key((INT,), 0, _non_negative),
+        "n_objects": Key((INT,), 1, _positive),
+        "add_empty_sprite": Key((BOOL,), False),
+        "lambda_empty_sprite": Key((FLOAT,), 0.0, _non_negative),
+        "freeze_sprite": Key((INT, BOOL), 0, lambda v: None if v is False or (v is not True and v >= 0) else "an epoch count >= 0 or false"),
+        "inject_noise": Key((FLOAT,), 0.0, _non_negative),
+        "encoder_name": Key((STR,), "default"),
+        "with_pool": Key((INT, LIST), 1, _size_pair),
+        "n_hidden_layers": Key((INT,), 2, _positive),
+        "norm_layer": Key((STR, NONE), None, lambda v: None if v in (None, "bn", "batch_norm") else "null or bn"),
+        "transformation_sequence": Key((STR,), "identity"),
+        "transformation_sequence_bkg": Key((STR,), "identity"),
+        "transformation_sequence_layer": Key((STR,), "identity"),
+        "curriculum_learning": Key((BOOL, LIST, NONE), False, _milestones),
+        "curriculum_learning_bkg": Key((BOOL, LIST, NONE), False, _milestones),
+        "curriculum_learning_layer": Key((BOOL, LIST, NONE), False, _milestones),
+        "grid_size": Key((INT,), 4, lambda v: None if v >= 2 else "an integer >= 2"),
+        "kernel_size": Key((INT,), 3, lambda v: None if v >= 1 and v % 2 == 1 else "an odd positive integer"),
+        "proto_init": Key((STR,), "constant", _one_of(*INIT_CHOICES)),
+        "mask_init": Key((STR,), "gaussian", _one_of(*INIT_CHOICES)),
+        "bkg_init": Key((STR,), "constant", _one_of(*INIT_CHOICES)),
+        "sprite_size": Key((INT, LIST, NONE), None, lambda v: v is None or _size_pair(v)),
+        "gaussian_weights_std": Key((FLOAT,), 25.0, _positive),
+        "pred_occlusion": Key((BOOL,), False),
+        "estimate_minimum": Key((BOOL,), False),
+        "greedy_algo_iter": Key((INT,), 1, _positive),
+        "use_clamp": Key((STR, BOOL), "soft"),
+        "reassign_cluster": Key((BOOL,), True),
+        "empty_cluster_threshold": Key((FLOAT, NONE), None, lambda v: v is None or _non_negative(v)),
+    },
+    "training": {
+        "batch_size": Key((INT,), 32, _positive),
+        "n_workers": Key((INT,), 0, _non_negative),
+        "optimizer": Key((DICT,), None),
+        "scheduler": Key((DICT, NONE), None),
+        "n_epoches": Key((INT, NONE), None, lambda v: v is None or _positive(v)),
+        "n_iterations": Key((INT, NONE), None, lambda v: v is None or _positive(v)),
+        "train_stat_interval": Key((INT,), 100, _positive),
+        "val_stat_interval": Key((INT,), 500, _positive),
+        "check_cluster_interval": Key((INT,), 100, _positive),
+        "seed": Key((INT, NONE), None),
+        "visualizer_port": Key((INT, NONE), None),
+        "pretrained": Key((STR, NONE), None),
+        "resume": Key((STR, NONE), None),
+        "eval_semantic": Key((BOOL,), True),
+        "eval_with_bkg": Key((BOOL,), True),
+        "time_budget": Key((FLOAT, NONE), None, lambda v: v is None or _positive(v)),
+    },
+}
+
+OPTIMIZER_SCHEMA = {
+    "name": Key((STR,), "adam", _one_of("adam")),
+    "lr": Key((FLOAT,), 1e-3, _positive),
+    "weight_decay": Key((FLOAT,), 0.0, _non_negative),
+    "betas": Key((LIST,), [0.9, 0.999]),
+    "cluster": Key((DICT, NONE), None),
+    "transformer": Key((DICT, NONE), None),
+}
+GROUP_OVERRIDE_SCHEMA = {
+    "lr": Key((FLOAT,), None, _positive),
+    "weight_decay": Key((FLOAT,), None, _non_negative),
+    "betas": Key((LIST,), None),
+}
+SCHEDULER_SCHEMA = {
+    "name": Key((STR,), "constant_lr", _one_of("multi_step", "constant_lr", "cosine_annealing", "exp_lr", "poly_lr")),
+    "gamma": Key((FLOAT, LIST), 0.1),
+    "milestones": Key((LIST,), [], _milestones),
+    "warmup": Key((INT,), 0, _non_negative),
+    "power": Key((FLOAT,), 0.9, _positive),
+    "eta_min": Key((FLOAT,), 0.0, _non_negative),
+}
+SCHEDULER_GROUPS = 2  # cluster, transformer: the length of a per-group gamma list
+
+
+def _type_name(types: tuple) -> str:
+    names = {int: "an integer", float: "a number", bool: "true/false", str: "a string", list: "a list",
+             type(None): "null", dict: "a mapping"}
+    return " or ".join(names[t] for t in types)
+
+
+def _coerce(value: Any, key: Key, where: str) -> Any:
+    """Check a value's type (with the YAML 1.1 quirk that `1e-4` reads as a string)."""
+    if FLOAT in key.types and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if FLOAT in key.types and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = any(isinstance(value, t) and not (t is INT and isinstance(value, bool)) for t in key.types)
+    if not ok:
+        raise ConfigError(f"{where}: expected {key.expected or _type_name(key.types)}, got {value!r}")
+    if key.check is not None:
+        problem = key.check(value)
+        if problem not in (None, True):
+            raise ConfigError(f"{where}: expected {problem}, got {value!r}")
+    return value
+
+
+def _validate_section(raw: dict | None, schema: dict[str, Key], where: str) -> dict:
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {raw!r}")
+    unknown = sorted(set(raw) - set(schema))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key; known keys here: {', '.join(sorted(schema))}")
+    out = {}
+    for name, key in schema.items():
+        if name in raw:
+            out[name] = _coerce(raw[name], key, f"{where}.{name}")
+        elif key.default is _REQUIRED:
+            raise ConfigError(f"{where}.{name}: missing; expected {key.expected or _type_name(key.types)}")
+        else:
+            out[name] = copy.deepcopy(key.default)
+    return out
+
+
+def validate(raw: dict) -> dict:
+    """Return a complete config (defaults filled) or raise ConfigError naming the first bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping with sections {', '.join(SCHEMA)}, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(SCHEMA))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown config section; expected {', '.join(SCHEMA)}")
+    cfg = {name: _validate_section(raw.get(name), schema, name) for name, schema in SCHEMA.items()}
+    train, model = cfg["training"], cfg["model"]
+
+    train["optimizer"] = _validate_section(train["optimizer"], OPTIMIZER_SCHEMA, "training.optimizer")
+    for group in ("cluster", "transformer"):
+        overrides = _validate_section(train["optimizer"][group], GROUP_OVERRIDE_SCHEMA, f"training.optimizer.{group}")
+        train["optimizer"][group] = {k: v for k, v in overrides.items() if v is not None}
+    sched = _validate_section(train["scheduler"], SCHEDULER_SCHEMA, "training.scheduler")
+    if isinstance(sched["gamma"], list):
+        if len(sched["gamma"]) != SCHEDULER_GROUPS:
+            raise ConfigError(f"training.scheduler.gamma: expected a number or a list of {SCHEDULER_GROUPS} factors "
+                              f"(cluster, transformer), got {sched['gamma']!r}")
+        sched["gamma"] = [_coerce(g, Key((FLOAT,), check=_positive), "training.scheduler.gamma") for g in sched["gamma"]]
+    train["scheduler"] = sched
+
+    if (train["n_epoches"] is None) == (train["n_iterations"] is None):
+        raise ConfigError("training.n_epoches / training.n_iterations: expected exactly one of them to be set")
+    for suffix, seq_key in (("", "transformation_sequence"), ("_bkg", "transformation_sequence_bkg"),
+                            ("_layer", "transformation_sequence_layer")):
+        milestones = model["curriculum_learning" + suffix]
+        if milestones in (None, True):
+            if milestones is True:
+                raise ConfigError(f"model.curriculum_learning{suffix}: expected false or a list of epoch milestones")
+            model["curriculum_learning" + suffix] = False
+        elif milestones is not False:
+            n_modules = len(model[seq_key].split("_"))
+            if len(milestones) != n_modules - 1:
+                raise ConfigError(f"model.curriculum_learning{suffix}: expected {n_modules - 1} milestone(s) for the "
+                                  f"{n_modules} modules of {model[seq_key]!r}, got {milestones!r}")
+    if model["freeze_sprite"] is False:
+        model["freeze_sprite"] = 0
+    if model["n_backgrounds"] > 1 and model["estimate_minimum"]:
+        raise ConfigError("model.n_backgrounds: greedy selection (estimate_minimum: true) supports 0 or 1 background")
+    if model["pred_occlusion"] and model["n_objects"] < 2:
+        raise ConfigError("model.pred_occlusion: needs model.n_objects >= 2 (there is no order to predict)")
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> dict:
+    """Read a YAML file safely (no Python tags), apply `section.key=value` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML (tags that build Python objects are refused): "
+                          f"{str(err).splitlines()[0]}") from None
+    raw = {} if raw is None else raw
+    for item in overrides or []:
+        apply_override(raw, item)
+    return validate(raw)
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Set `training.optimizer.lr=1e-3` style overrides; the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected section.key=value")
+    dotted, value = item.split("=", 1)
+    parts = dotted.strip().split(".")
+    if len(parts) < 2:
+        raise ConfigError(f"override {item!r}: expected section.key=value (e.g. training.batch_size=16)")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def save_config(cfg: dict, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def size_pair(value, fallback: tuple[int, int]) -> tuple[int, int]:
+    """Normalise an int / [H, W] / None size key."""
+    if value is None:
+        return tuple(fallback)
+    if isinstance(value, int):
+        return (value, value)
+    return (int(value[0]), int(value[1]))

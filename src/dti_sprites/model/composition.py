@@ -1,0 +1,71 @@
+"""Layered composition with occlusion (SPEC §1.6).
+
+Layout: layers first. colours (L', B, C, H, W), masks (L', B, 1, H, W), occlusion
+δ (B, L', L') with δ[b, j, k] = "layer j is in front of layer k". L' counts the background,
+when there is one, as layer 0 with a mask of ones. The image is
+
+    x̂ = Σ_k m_k a_k Π_{j≠k} (1 − δ[j,k] m_j).
+"""
+
+import torch
+
+
+def fixed_occlusion(n_layers: int, batch: int, device=None) -> torch.Tensor:
+    """Later layers in front: δ[j, k] = 1 if j > k. (B, L', L')."""
+    return torch.ones(n_layers, n_layers, device=device).tril(-1).expand(batch, -1, -1)
+
+
+def predicted_occlusion(pair_logits: torch.Tensor, n_objects: int, has_background: bool) -> torch.Tensor:
+    """Occlusion from L(L−1)/2 logits per image (B, P) -> δ (B, L', L').
+
+    The strictly lower triangle among object layers is sigmoid(logits), the upper triangle
+    its complement, so each pair is ordered one way or the other; the background (layer 0)
+    is behind everything.
+    """
+    B = pair_logits.shape[0]
+    rows, cols = torch.tril_indices(n_objects, n_objects, offset=-1, device=pair_logits.device)
+    lower = pair_logits.new_zeros(B, n_objects, n_objects)
+    lower[:, rows, cols] = torch.sigmoid(pair_logits)
+    upper = (1 - lower).transpose(1, 2).triu(1)
+    objects = lower + upper  # (B, L, L), zero diagonal
+    if not has_background:
+        return objects
+    delta = pair_logits.new_zeros(B, n_objects + 1, n_objects + 1)
+    delta[:, 1:, 1:] = objects
+    delta[:, 1:, 0] = 1
+    return delta
+
+
+def _occluders(masks: torch.Tensor, occlusion: torch.Tensor) -> torch.Tensor:
+    """G[j, k] = 1 − δ[j, k] m_j: how much layer j lets layer k through. (L', L', B, 1, H, W)."""
+    delta = occlusion.permute(1, 2, 0)[..., None, None, None]  # (L', L', B, 1, 1, 1)
+    return 1 - delta * masks.unsqueeze(1)  # (L', L', B, 1, H, W)
+
+
+def layered_composite(colors: torch.Tensor, masks: torch.Tensor, occlusion: torch.Tensor | None = None) -> torch.Tensor:
+    """Compose layers into an image (B, C, H, W); occlusion None means fixed order."""
+    if occlusion is None:
+        # Back-to-front: transmittance of layer k is Π_{j>k} (1 − m_j), a reversed cumprod.
+        clear = (1 - masks).flip(0).cumprod(0).flip(0)  # (L', B, 1, H, W): Π_{j>=k}
+        transmittance = torch.cat([clear[1:], torch.ones_like(clear[:1])], 0)  # Π_{j>k}
+        return (masks * colors * transmittance).sum(0)
+    transmittance = _occluders(masks, occlusion).prod(0)  # (L', B, 1, H, W), diagonal G = 1
+    return (masks * colors * transmittance).sum(0)
+
+
+def blend_terms(colors: torch.Tensor, masks: torch.Tensor, occlusion: torch.Tensor, layer: int):
+    """What stays fixed while the content of `layer` is varied.
+
+    Returns (A, T, D) such that putting colour a and mask m into `layer` composes to
+    x̂ = A + m (a T − D): A is the image without the layer, T its transmittance through the
+    layers in front, D what it hides of the others. Each candidate then costs one blend
+    instead of a full composition. A, D (B, C, H, W); T (B, 1, H, W).
+    """
+    G = _occluders(masks, occlusion)  # (L', L', B, 1, H, W)
+    transmittance = G[:, layer].prod(0)  # (B, 1, H, W); G[layer, layer] = 1
+    G_without = G.clone()
+    G_without[layer] = 1  # the varied layer occludes nobody in A
+    others = masks * colors * G_without.prod(0)  # (L', B, C, H, W): P_k
+    others[layer] = 0
+    hidden_weight = occlusion[:, layer].T[..., None, None, None]  # (L', B, 1, 1, 1): δ[layer, k]
+    return others.sum(0), transmittance, (hidden_weight * others).sum(0)

@@ -1,0 +1,243 @@
+"""The DTI-Sprites image model: sprites placed by predicted transformations, composited in
+layers over a background (SPEC §1).
+
+Layout: layer-major. Candidates (L, K', B, C, H, W) with K' = K sprites (+1 empty); chosen
+layers (L', B, C, H, W) with the background, when there is one, as layer 0. Head outputs
+of the sprite transformer are ordered (layer, sprite): head l*K + k.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import size_pair
+from .clamp import get_clamp
+from .composition import fixed_occlusion, layered_composite, predicted_occlusion
+from .encoders import build_encoder
+from .heads import HeadBank
+from .prototypes import SampleImages, init_tensor
+from .selection import exhaustive_select, greedy_select
+from .transformers import TransformSequence
+
+PROTO_VALUE, MASK_VALUE, BKG_VALUE = 0.9, 0.5, 0.5
+REASSIGN_NOISE_STD = 1e-4
+
+
+@dataclass
+class Decomposition:
+    """What the model explains of a batch of images."""
+
+    recon: torch.Tensor  # (B, C, H, W)
+    loss: torch.Tensor  # (B,) per-image mean squared error
+    sprite_idx: torch.Tensor  # (L, B) chosen sprite per object layer (K = the empty sprite)
+    bkg_idx: torch.Tensor | None  # (B,) chosen background
+    colors: torch.Tensor  # (L', B, C, H, W) chosen layers, background first when present
+    masks: torch.Tensor  # (L', B, 1, H, W)
+    occlusion: torch.Tensor  # (B, L', L')
+    has_background: bool
+
+
+class DTISprites(nn.Module):
+    def __init__(self, cfg: dict, img_size: tuple[int, int], n_channels: int,
+                 sample_images: SampleImages | None = None, seed: int = 0):
+        super().__init__()
+        self.kwargs = {"cfg": cfg, "img_size": list(img_size), "n_channels": n_channels}
+        self.K, self.L, self.M = cfg["n_sprites"], cfg["n_objects"], cfg["n_backgrounds"]
+        self.C, self.img_size = n_channels, tuple(img_size)
+        self.sprite_size = size_pair(cfg["sprite_size"], self.img_size)
+        self.add_empty_sprite = cfg["add_empty_sprite"]
+        self.lambda_empty_sprite = cfg["lambda_empty_sprite"]
+        self.inject_noise = cfg["inject_noise"]
+        self.estimate_minimum, self.greedy_iter = cfg["estimate_minimum"], cfg["greedy_algo_iter"]
+        self.pred_occlusion = cfg["pred_occlusion"]
+        self.clamp = get_clamp(cfg["use_clamp"])
+        self.sprites_frozen = False  # set by the trainer during `freeze_sprite` epochs
+
+        gen = torch.Generator().manual_seed(seed)
+        init = dict(std=cfg["gaussian_weights_std"], sample_images=sample_images, generator=gen)
+        self.prototypes = nn.Parameter(init_tensor(cfg["proto_init"], self.K, self.C, self.sprite_size,
+                                                   PROTO_VALUE, key="proto_init", **init))
+        self.masks = nn.Parameter(init_tensor(cfg["mask_init"], self.K, 1, self.sprite_size, MASK_VALUE,
+                                              key="mask_init", **init))
+        self.backgrounds = nn.Parameter(init_tensor(cfg["bkg_init"], self.M, self.C, self.img_size, BKG_VALUE,
+                                                    key="bkg_init", **init)) if self.M else None
+
+        self.encoder, n_features = build_encoder(cfg["encoder_name"], self.C, self.img_size, cfg["with_pool"])
+        common = dict(in_features=n_features, n_colors=self.C, clamp=self.clamp, grid_size=cfg["grid_size"],
+                      kernel_size=cfg["kernel_size"], n_hidden_layers=cfg["n_hidden_layers"],
+                      norm_layer=cfg["norm_layer"])
+        layer = TransformSequence(cfg["transformation_sequence_layer"], self.L,
+                                  milestones=cfg["curriculum_learning_layer"], **common)
+        self.layer_transformer = None if layer.is_identity else layer
+        self.sprite_out_size = self.sprite_size if self.layer_transformer is not None else self.img_size
+        self.sprite_transformer = TransformSequence(cfg["transformation_sequence"], self.L * self.K,
+                                                    milestones=cfg["curriculum_learning"], **common)
+        self.bkg_transformer = TransformSequence(
+            cfg["transformation_sequence_bkg"], self.M, padding_mode="border",
+            milestones=cfg["curriculum_learning_bkg"], **common) if self.M else None
+        self.occlusion_head = HeadBank(1, n_features, self.L * (self.L - 1) // 2, cfg["n_hidden_layers"],
+                                       cfg["norm_layer"]) if self.pred_occlusion else None
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+    @property
+    def n_candidates(self) -> int:
+        return self.K + int(self.add_empty_sprite)
+
+    def transformers(self) -> list[TransformSequence]:
+        return [t for t in (self.sprite_transformer, self.layer_transformer, self.bkg_transformer) if t is not None]
+
+    def cluster_parameters(self) -> list[nn.Parameter]:
+        """Appearances, masks and backgrounds: the optimiser's `cluster` group."""
+        return [p for p in (self.prototypes, self.masks, self.backgrounds) if p is not None]
+
+    def transformer_parameters(self) -> list[nn.Parameter]:
+        cluster = {id(p) for p in self.cluster_parameters()}
+        return [p for p in self.parameters() if id(p) not in cluster]
+
+    def advance_curricula(self, epoch: int) -> list[str]:
+        return [name for t in self.transformers() for name in t.advance_curriculum(epoch)]
+
+    def sprite_rows(self, k: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every (tensor, row indices) that belongs to sprite k: what reassignment copies."""
+        rows = [(self.prototypes, torch.tensor([k])), (self.masks, torch.tensor([k]))]
+        heads = torch.arange(self.L) * self.K + k
+        for bank in self.sprite_transformer.heads:
+            if bank is not None:
+                rows += [(tensor, heads) for tensor in list(bank.parameters()) + list(bank.buffers())]
+        return rows
+
+    # ---- rendering ---------------------------------------------------------------------------
+    def _noise_active(self) -> bool:
+        return self.training and self.inject_noise > 0
+
+    def _sprite_stack(self) -> torch.Tensor:
+        """Clamped appearances, masks and a canvas channel: (K', C+2, h, w)."""
+        protos, masks = self.prototypes, self.masks
+        if self.sprites_frozen:
+            protos, masks = protos.detach(), masks.detach()
+        masks = masks if self._noise_active() else self.clamp(masks)
+        stack = torch.cat([self.clamp(protos), masks, torch.ones_like(masks)], 1)
+        if self.add_empty_sprite:
+            stack = torch.cat([stack, torch.zeros_like(stack[:1])], 0)
+        return stack
+
+    def predict(self, features: torch.Tensor) -> dict:
+        """All head outputs for a batch of features (B, F)."""
+        return {
+            "sprite": self.sprite_transformer.predict(features),
+            "layer": self.layer_transformer.predict(features) if self.layer_transformer is not None else None,
+            "bkg": self.bkg_transformer.predict(features) if self.bkg_transformer is not None else None,
+            "occlusion": self.occlusion_head(features)[0] if self.occlusion_head is not None else None,
+        }
+
+    def _gather_sprite_betas(self, beta: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+        """(L*K, B, d) -> (L*N*B, d) for sprite indices idx (L, N, B); the empty sprite gets zeros."""
+        if beta is None:
+            return None
+        L, N, B = idx.shape
+        beta = beta.view(L, self.K, B, -1)
+        if self.add_empty_sprite:
+            beta = torch.cat([beta, beta.new_zeros(L, 1, B, beta.shape[-1])], 1)  # (L, K', B, d)
+        picked = beta.gather(1, idx.unsqueeze(-1).expand(-1, -1, -1, beta.shape[-1]))  # (L, N, B, d)
+        return picked.reshape(L * N * B, -1)
+
+    def render_sprites(self, betas: dict, idx: torch.Tensor, noise: torch.Tensor | None):
+        """Transformed sprites idx (L, N, B) -> colours (L, N, B, C, H, W), masks (L, N, B, 1, H, W)."""
+        L, N, B = idx.shape
+        x = self._sprite_stack()[idx].flatten(0, 2)  # (L*N*B, C+2, h, w)
+        sprite_betas = [self._gather_sprite_betas(b, idx) for b in betas["sprite"]]
+        x = self.sprite_transformer(x, sprite_betas, self.sprite_out_size)
+        if self.layer_transformer is not None:
+            layer_betas = [None if b is None else b.unsqueeze(1).expand(-1, N, -1, -1).reshape(L * N * B, -1)
+                           for b in betas["layer"]]  # (L, B, d) -> (L*N*B, d)
+            x = self.layer_transformer(x, layer_betas, self.img_size)
+        x = x.view(L, N, B, self.C + 2, *self.img_size)
+        colors, masks, canvas = x[:, :, :, :self.C], x[:, :, :, self.C:self.C + 1], x[:, :, :, self.C + 1:]
+        if noise is not None:
+            amplitude = self.inject_noise
+            masks = self.clamp(masks + canvas * (2 * amplitude * noise[idx] - amplitude))  # noise (K', 1, H, W)
+        return colors, masks
+
+    def render_backgrounds(self, betas: dict, batch: int) -> torch.Tensor | None:
+        """(M, B, C, H, W) transformed backgrounds."""
+        if not self.M:
+            return None
+        x = self.clamp(self.backgrounds).unsqueeze(1).expand(-1, batch, -1, -1, -1).flatten(0, 1)
+        bkg_betas = [None if b is None else b.flatten(0, 1) for b in betas["bkg"]]
+        return self.bkg_transformer(x, bkg_betas, self.img_size).view(self.M, batch, self.C, *self.img_size)
+
+    def occlusion(self, betas: dict, batch: int, device) -> torch.Tensor:
+        if self.pred_occlusion:
+            return predicted_occlusion(betas["occlusion"], self.L, self.M > 0)
+        return fixed_occlusion(self.L + int(self.M > 0), batch, device)
+
+    # ---- selection and forward ---------------------------------------------------------------
+    def _select(self, cand_colors, cand_masks, backgrounds, occlusion, images):
+        if self.estimate_minimum:
+            K = self.n_candidates
+            extra_cost = allowed = None
+            if self.add_empty_sprite:
+                if self.sprites_frozen:
+                    allowed = torch.arange(K, device=images.device) < self.K
+                else:
+                    extra_cost = torch.full((K,), self.lambda_empty_sprite, device=images.device)
+                    extra_cost[self.K] = 0
+            bkg = None if backgrounds is None else backgrounds[0]
+            idx = greedy_select(cand_colors, cand_masks, bkg, occlusion, images, self.greedy_iter, extra_cost, allowed)
+            bkg_idx = None if backgrounds is None else torch.zeros_like(idx[0])
+            return idx, bkg_idx
+        return exhaustive_select(cand_colors, cand_masks, backgrounds, occlusion if self.pred_occlusion else None, images)
+
+    def forward(self, images: torch.Tensor) -> Decomposition:
+        """Explain images (B, C, H, W) in [0, 1]: select a sprite per layer and compose."""
+        B = images.shape[0]
+        betas = self.predict(self.encoder(images))
+        noise = None
+        if self._noise_active():
+            noise = torch.rand(self.n_candidates, 1, *self.img_size, device=images.device)
+        backgrounds = self.render_backgrounds(betas, B)
+        occlusion = self.occlusion(betas, B, images.device)
+
+        with torch.no_grad():
+            detached = _detach(betas)
+            candidates = torch.arange(self.n_candidates, device=images.device).view(1, -1, 1).expand(self.L, -1, B)
+            cand_colors, cand_masks = self.render_sprites(detached, candidates, noise)
+            idx, bkg_idx = self._select(cand_colors, cand_masks, _detach(backgrounds), occlusion.detach(), images)
+            del cand_colors, cand_masks
+
+        colors, masks = self.render_sprites(betas, idx.unsqueeze(1), noise)
+        colors, masks = colors[:, 0], masks[:, 0]  # (L, B, C, H, W), (L, B, 1, H, W)
+        if self.M:
+            bkg = backgrounds[bkg_idx, torch.arange(B, device=images.device)]  # (B, C, H, W)
+            colors = torch.cat([bkg.unsqueeze(0), colors])
+            masks = torch.cat([torch.ones_like(masks[:1]), masks])
+        recon = layered_composite(colors, masks, occlusion if self.pred_occlusion else None)
+        loss = (recon - images).square().flatten(1).mean(1)
+        return Decomposition(recon, loss, idx, bkg_idx, colors, masks, occlusion, self.M > 0)
+
+    # ---- reassignment ------------------------------------------------------------------------
+    @torch.no_grad()
+    def restart_sprite(self, dst: int, src: int, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Make sprite dst a noisy copy of sprite src: parameters, head rows, optimiser moments."""
+        for (tensor, dst_rows), (_, src_rows) in zip(self.sprite_rows(dst), self.sprite_rows(src)):
+            tensor[dst_rows.to(tensor.device)] = tensor[src_rows.to(tensor.device)]
+            state = optimizer.state.get(tensor) if optimizer is not None else None
+            for moment in (state or {}).values():
+                if torch.is_tensor(moment) and moment.shape == tensor.shape:
+                    moment[dst_rows.to(moment.device)] = moment[src_rows.to(moment.device)]
+        self.prototypes[dst] += torch.randn_like(self.prototypes[dst]) * REASSIGN_NOISE_STD
+
+    @torch.no_grad()
+    def jitter_sprite(self, k: int) -> None:
+        self.prototypes[k] += torch.randn_like(self.prototypes[k]) * REASSIGN_NOISE_STD
+
+
+def _detach(tree):
+    if tree is None:
+        return None
+    if torch.is_tensor(tree):
+        return tree.detach()
+    if isinstance(tree, dict):
+        return {k: _detach(v) for k, v in tree.items()}
+    return [_detach(v) for v in tree]

@@ -1,0 +1,81 @@
+"""A transformation sequence (e.g. `color_projective_tps`) with its heads and curriculum.
+
+One `TransformSequence` serves `n_copies` independent copies of the same sequence: the
+sprite transformer has one copy per (layer, sprite), the layer transformer one per layer,
+the background transformer one per background. Copy `i` of every module is head `i` of that
+module's `HeadBank`.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .clamp import ClampFn
+from .heads import HeadBank
+from .transforms import build_transform, parse_sequence
+
+
+def resize(x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resample to out_size with the same sampling convention as the warps."""
+    if tuple(x.shape[-2:]) == tuple(out_size):
+        return x
+    return F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
+
+
+class TransformSequence(nn.Module):
+    def __init__(self, sequence: str, n_copies: int, in_features: int, n_colors: int, clamp: ClampFn,
+                 padding_mode: str = "zeros", grid_size: int = 4, kernel_size: int = 3,
+                 n_hidden_layers: int = 2, norm_layer: str | None = None, milestones=False):
+        super().__init__()
+        self.sequence = sequence
+        self.names = parse_sequence(sequence)
+        self.transforms = [build_transform(name, n_colors=n_colors, clamp=clamp, padding_mode=padding_mode,
+                                           grid_size=grid_size, kernel_size=kernel_size) for name in self.names]
+        self.heads = nn.ModuleList(
+            HeadBank(n_copies, in_features, t.n_params, n_hidden_layers, norm_layer) if t.n_params > 0 else None
+            for t in self.transforms)
+        for i, t in enumerate(self.transforms):
+            offset = t.param_offset()
+            self.register_buffer(f"offset_{i}", offset if offset is not None else torch.zeros(t.n_params),
+                                 persistent=False)
+        self.n_copies = n_copies
+        self.milestones = list(milestones) if milestones else []
+        # Module 0 is always on; module i+1 switches on at epoch milestones[i].
+        self.active = [True] + [m == 0 for m in self.milestones] if self.milestones else [True] * len(self.names)
+
+    @property
+    def is_identity(self) -> bool:
+        return all(t.kind == "identity" for t in self.transforms)
+
+    def advance_curriculum(self, epoch: int) -> list[str]:
+        """Switch on the modules whose milestone is reached; return the names switched on."""
+        switched = []
+        for i, milestone in enumerate(self.milestones):
+            if not self.active[i + 1] and epoch >= milestone:
+                self.active[i + 1] = True
+                switched.append(self.names[i + 1])
+        return switched
+
+    def get_extra_state(self):
+        return {"active": list(self.active)}
+
+    def set_extra_state(self, state):
+        self.active = list(state["active"])
+
+    def predict(self, features: torch.Tensor) -> list[torch.Tensor | None]:
+        """features (B, F) -> per module β (n_copies, B, d), None for parameter-free modules."""
+        betas = []
+        for i, head in enumerate(self.heads):
+            betas.append(None if head is None else head(features) + getattr(self, f"offset_{i}"))
+        return betas
+
+    def forward(self, x: torch.Tensor, betas: list[torch.Tensor | None], out_size: tuple[int, int]) -> torch.Tensor:
+        """Apply the active modules left to right.
+
+        x (N, Ch, h, w), betas[i] (N, d) -> (N, Ch', *out_size). Inactive modules are the
+        identity; a final resample guarantees out_size when no active module resized.
+        """
+        for transform, beta, active in zip(self.transforms, betas, self.active):
+            if active and transform.kind != "identity":
+                x = transform(x, beta, out_size)
+        return resize(x, out_size)

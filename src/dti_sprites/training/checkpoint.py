@@ -1,0 +1,72 @@
+"""Checkpoints (`model.pkl`): written atomically, read without executing anything.
+
+A checkpoint holds only tensors and plain Python values (the config travels as a dict), so
+`torch.load(weights_only=True)` can read it; a file that tries to build arbitrary objects
+is refused rather than run.
+"""
+
+import os
+import pickle
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+
+CHECKPOINT_NAME = "model.pkl"
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """Write to a temporary sibling, flush to disk, then rename: never a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"checkpoint {path} was refused: it holds more than tensors and plain values "
+                              f"and loading it could run code ({str(err).splitlines()[0][:120]})") from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"checkpoint {path} is unreadable or truncated: {str(err).splitlines()[0][:160]}") from None
+
+
+def rng_state() -> dict:
+    """Every random generator the training step touches, as plain values and tensors."""
+    np_state = np.random.get_state()
+    state = {
+        "python": list(random.getstate()[1]) + [random.getstate()[2]],
+        "python_version": random.getstate()[0],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    internal = tuple(int(v) for v in state["python"][:-1])
+    random.setstate((state["python_version"], internal, state["python"][-1]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

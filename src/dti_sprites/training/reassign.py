@@ -1,0 +1,37 @@
+"""Empty-cluster reassignment (SPEC §2.3): a sprite that explains almost nothing restarts
+as a noisy copy of the most used one, optimiser moments included."""
+
+import torch
+
+
+def assignment_counts(sprite_idx: torch.Tensor, n_candidates: int) -> torch.Tensor:
+    """How many images chose each sprite in each layer: (L, B) -> (L, K'). No host sync."""
+    one_hot = torch.nn.functional.one_hot(sprite_idx, n_candidates)  # (L, B, K')
+    return one_hot.sum(1)
+
+
+def sprite_proportions(counts: torch.Tensor, n_sprites: int, has_empty: bool) -> torch.Tensor:
+    """Proportions (K,) of one layer drawn at random (L > 1), the empty sprite left out.
+
+    With an empty sprite the proportions are divided by the largest one, so a sprite is
+    judged against the busiest sprite rather than against the share the empty one took.
+    """
+    layer = int(torch.randint(counts.shape[0], (1,))) if counts.shape[0] > 1 else 0
+    counts = counts[layer].double()
+    props = counts / counts.sum().clamp(min=1)
+    if has_empty:
+        props = props[:n_sprites]
+        props = props / props.max().clamp(min=1e-12)
+    return props
+
+
+def reassign_empty_clusters(model, optimizer, counts: torch.Tensor, threshold: float) -> list[int]:
+    """Restart every sprite whose proportion is below threshold; return their indices."""
+    props = sprite_proportions(counts.cpu(), model.K, model.add_empty_sprite)
+    most_used = int(props.argmax())
+    restarted = [k for k in range(model.K) if props[k] < threshold and k != most_used]
+    for k in restarted:
+        model.restart_sprite(k, most_used, optimizer)
+    if restarted:
+        model.jitter_sprite(most_used)
+    return restarted

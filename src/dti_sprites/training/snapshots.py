@@ -1,0 +1,65 @@
+"""Images a person looks at during and after training (SPEC §2.4).
+
+At each validation: sprites, masks, masked sprites, backgrounds, the transformed sprites of
+4 fixed training images and their reconstructions, as PNG grids under `images/`, with one
+frame per validation kept under `images/evolution/` for the final animated GIFs.
+"""
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision.utils import save_image
+
+GIF_FRAME_MS = 200
+
+
+def _save(tensor: torch.Tensor, folder: Path, name: str, step: int, nrow: int) -> None:
+    save_image(tensor, folder / f"{name}.png", nrow=nrow, padding=2, pad_value=1)
+    evolution = folder / "evolution"
+    evolution.mkdir(exist_ok=True)
+    save_image(tensor, evolution / f"{name}_{step:08d}.png", nrow=nrow, padding=2, pad_value=1)
+
+
+@torch.no_grad()
+def save_snapshots(model, images: torch.Tensor, folder: Path, step: int) -> None:
+    """images (4, C, H, W): the fixed training examples."""
+    folder.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    model.eval()
+    protos = model.clamp(model.prototypes).cpu()  # (K, C, h, w)
+    masks = model.clamp(model.masks).cpu()  # (K, 1, h, w)
+    nrow = min(model.K, 10)
+    _save(protos, folder, "sprites", step, nrow)
+    _save(masks, folder, "masks", step, nrow)
+    _save(protos * masks, folder, "masked_sprites", step, nrow)
+    if model.M:
+        _save(model.clamp(model.backgrounds).cpu(), folder, "backgrounds", step, model.M)
+
+    out = model(images)
+    betas = model.predict(model.encoder(images))
+    n = images.shape[0]
+    candidates = torch.arange(model.n_candidates, device=images.device).view(1, -1, 1).expand(model.L, -1, n)
+    colors, cand_masks = model.render_sprites(betas, candidates, None)  # (L, K', n, C, H, W)
+    transformed = (colors * cand_masks).permute(2, 0, 1, 3, 4, 5).flatten(0, 2)  # (n*L*K', C, H, W)
+    _save(transformed.cpu(), folder, "transformed_sprites", step, model.L * model.n_candidates)
+    recon = torch.stack([images, out.recon.clamp(0, 1)], 1).flatten(0, 1)  # (2n, C, H, W)
+    _save(recon.cpu(), folder, "reconstructions", step, 2)
+    model.train(was_training)
+
+
+def make_gifs(folder: Path) -> list[Path]:
+    """One animated GIF per snapshot kind from the frames under `evolution/`."""
+    evolution = folder / "evolution"
+    made = []
+    if not evolution.is_dir():
+        return made
+    names = sorted({p.name.rsplit("_", 1)[0] for p in evolution.glob("*.png")})
+    for name in names:
+        frames = [Image.open(p).convert("RGB") for p in sorted(evolution.glob(f"{name}_*.png"))]
+        if frames:
+            target = folder / f"{name}.gif"
+            frames[0].save(target, save_all=True, append_images=frames[1:], duration=GIF_FRAME_MS, loop=0)
+            made.append(target)
+    return made
+
