@@ -79,13 +79,46 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(scores))
 
 
-def cmd_make_data(args) -> None:
+def _generators() -> dict:
+    """Synthetic stand-ins: name -> (generator(out, n, seed, progress), size of the real set)."""
     from .data.tetrominoes import generate_tetrominoes
 
-    generators = {"tetrominoes": generate_tetrominoes}
+    return {"tetrominoes": (generate_tetrominoes, 60000)}
+
+
+def cmd_make_data(args) -> None:
+    generate, real_size = _generators()[args.name]
+    n = args.n or real_size
     out = Path(args.out) if args.out else Path("datasets") / args.name
-    path = generators[args.name](out, args.n, args.seed, progress=not args.no_progress)
-    print(f"wrote {args.n} images to {path}", file=sys.stderr)
+    path = generate(out, n, args.seed, progress=not args.no_progress)
+    print(f"wrote {n} images to {path}", file=sys.stderr)
+
+
+def cmd_prepare_data(args) -> None:
+    """Generate the config's dataset when it is synthetic and absent; otherwise do nothing."""
+    from .config import load_config
+    from .training.trainer import dataset_root
+
+    cfg = load_config(resolve_config(args.config))
+    name, root = cfg["dataset"]["name"], dataset_root(cfg)
+    generators = _generators()
+    if root.exists() or name not in generators:
+        return
+    generate, real_size = generators[name]
+    n = cfg["dataset"]["synthetic_size"] or real_size
+    print(f"{root} is absent: generating {n} synthetic {name} images there", file=sys.stderr)
+    generate(root, n, seed=0, progress=True)
+
+
+def cmd_bench(args) -> None:
+    from .bench import benchmark
+    from .config import load_config
+
+    cfg = load_config(resolve_config(args.config), args.set)
+    result = benchmark(cfg, pick_device(args.device), args.phase, args.steps, args.warmup)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,10 +153,26 @@ def build_parser() -> argparse.ArgumentParser:
     make = sub.add_parser("make-data", help="generate a synthetic dataset in the on-disk format of the real one")
     make.add_argument("name", choices=["tetrominoes"], help="which dataset to imitate")
     make.add_argument("--out", help="output folder (default: datasets/<name>); must not exist yet")
-    make.add_argument("--n", type=int, default=60000, help="number of images (the real set has 60000)")
+    make.add_argument("--n", type=int, default=None, help="number of images (default: as many as the real set)")
     make.add_argument("--seed", type=int, default=0, help="same seed, same images")
     make.add_argument("--no-progress", action="store_true", help="no progress bar")
     make.set_defaults(func=cmd_make_data)
+
+    bench = sub.add_parser("bench", help="time the full training step of a config on synthetic data")
+    bench.add_argument("--config", default="tetro.yml", help="YAML file or a name in configs/")
+    bench.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    bench.add_argument("--phase", choices=["early", "late"], default="late",
+                       help="late: sprites unfrozen and curricula done (most of a run); early: the first epoch")
+    bench.add_argument("--steps", type=int, default=20, help="timed steps (the median is reported)")
+    bench.add_argument("--warmup", type=int, default=3, help="untimed steps first (allocator, autotuning)")
+    bench.add_argument("--json", help="also write the result to this file")
+    bench.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value")
+    bench.set_defaults(func=cmd_bench)
+
+    prepare = sub.add_parser("prepare-data", help="generate a config's synthetic dataset if it is absent "
+                             "(pipeline.sh runs it before training)")
+    prepare.add_argument("--config", default="tetro_demo.yml", help="YAML file or a name in configs/")
+    prepare.set_defaults(func=cmd_prepare_data)
     return parser
 
 

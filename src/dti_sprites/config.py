@@ -65,6 +65,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "img_size": Key((INT, LIST, NONE), None, lambda v: v is None or _size_pair(v)),
         "data_root": Key((STR,), "datasets"),
         "path": Key((STR, NONE), None),
+        # Images to generate when a synthetic stand-in is created on first use (None: the real set's size).
+        "synthetic_size": Key((INT, NONE), None, lambda v: v is None or _positive(v)),
     },
     "model": {
         "name": Key((STR,), "dti_sprites", _one_of("dti_sprites")),

@@ -23,6 +23,7 @@ class DatasetEntry:
     folder: str
     n_classes: int | None
     factory: Callable[..., Dataset]
+    native_shape: tuple[int, int, int] | None = None  # (C, H, W) of the published files, for benchmarks
 
     def __call__(self, root: str | Path, split: str, **kwargs) -> Dataset:
         return self.factory(root, split, **kwargs)
@@ -31,26 +32,27 @@ class DatasetEntry:
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 
-def register_dataset(name: str, folder: str, n_classes: int | None):
+def register_dataset(name: str, folder: str, n_classes: int | None,
+                     native_shape: tuple[int, int, int] | None = None):
     """Decorator adding a factory (root, split, **kwargs) -> Dataset under `name`."""
 
     def decorator(factory: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        DATASETS.register(name)(DatasetEntry(name, folder, n_classes, factory))
+        DATASETS.register(name)(DatasetEntry(name, folder, n_classes, factory, native_shape))
         return factory
 
     return decorator
 
 
-def _multi_object(name: str, folder: str, n_classes: int) -> None:
+def _multi_object(name: str, folder: str, n_classes: int, native_shape: tuple[int, int, int]) -> None:
     def factory(root, split, **kwargs):
         return MultiObjectDataset(root, split, name=name, n_classes=n_classes, **kwargs)
 
-    register_dataset(name, folder, n_classes)(factory)
+    register_dataset(name, folder, n_classes, native_shape)(factory)
 
 
-_multi_object("tetrominoes", "tetrominoes", 20)  # 19 shapes + background
-_multi_object("dsprites_gray", "dsprites_gray", 4)  # square, ellipse, heart + background
-_multi_object("clevr6", "clevr6", 7)
+_multi_object("tetrominoes", "tetrominoes", 20, (3, 35, 35))  # 19 shapes + background
+_multi_object("dsprites_gray", "dsprites_gray", 4, (3, 64, 64))  # square, ellipse, heart + background
+_multi_object("clevr6", "clevr6", 7, (3, 128, 128))
 
 
 def get_dataset(name: str, data_root: str | Path, split: str, **kwargs) -> Dataset:

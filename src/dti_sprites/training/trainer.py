@@ -34,10 +34,16 @@ N_SNAPSHOT_IMAGES = 4
 MODEL_NAME = "dti_sprites"
 
 
+def dataset_root(cfg: dict) -> Path:
+    """`dataset.path` when given, else <data_root>/<the dataset's own folder>."""
+    data = cfg["dataset"]
+    return Path(data["path"]) if data["path"] else Path(data["data_root"]) / DATASETS.get(data["name"]).folder
+
+
 def build_dataset(cfg: dict, split: str):
     data = cfg["dataset"]
     entry = DATASETS.get(data["name"])
-    root = Path(data["path"]) if data["path"] else Path(data["data_root"]) / entry.folder
+    root = dataset_root(cfg)
     img_size = None if data["img_size"] is None else size_pair(data["img_size"], (0, 0))
     return entry(root, split, img_size=img_size), entry.n_classes
 

@@ -1,0 +1,68 @@
+"""Speed of one full training step (forward with selection, backward, Adam) on synthetic
+data of a config's size: median ms per iteration, images per second, peak memory.
+
+"late" is the state of most of a run (sprites unfrozen, every curriculum module on);
+"early" is the first epoch (sprites frozen, curricula at their start).
+"""
+
+import resource
+import statistics
+import time
+
+import torch
+
+from .data import DATASETS
+from .errors import ConfigError
+from .model.sprites_model import DTISprites
+from .training.optim import build_optimizer
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def benchmark(cfg: dict, device: torch.device, phase: str = "late", steps: int = 20, warmup: int = 3,
+              seed: int = 0) -> dict:
+    entry = DATASETS.get(cfg["dataset"]["name"])
+    if entry.native_shape is None:
+        raise ConfigError(f"dataset.name: {entry.name!r} has no known image size to benchmark with")
+    C, H, W = entry.native_shape
+    if cfg["dataset"]["img_size"] is not None:
+        from .config import size_pair
+        H, W = size_pair(cfg["dataset"]["img_size"], (H, W))
+    torch.manual_seed(seed)
+    model = DTISprites(cfg["model"], (H, W), C, sample_images=lambda n: torch.rand(n, C, H, W), seed=seed).to(device)
+    if phase == "late":
+        model.advance_curricula(10**9)
+    model.sprites_frozen = phase == "early" and cfg["model"]["freeze_sprite"] > 0
+    model.train()
+    optimizer = build_optimizer(model, cfg["training"]["optimizer"], device)
+    B = cfg["training"]["batch_size"]
+    data = torch.rand(4, B, C, H, W, device=device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for i in range(warmup + steps):
+        _sync(device)
+        start = time.perf_counter()
+        out = model(data[i % 4])
+        loss = out.loss.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    result = {
+        "config_dataset": entry.name, "device": str(device), "phase": phase, "batch_size": B,
+        "steps": steps, "median_ms": median * 1000, "images_per_s": B / median,
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        result["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result

@@ -1,0 +1,93 @@
+"""Config loading: shipped values, defaults, and one clear error per mistake."""
+
+from pathlib import Path
+
+import pytest
+
+from dti_sprites.config import load_config, validate
+from dti_sprites.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def base():
+    return {"dataset": {"name": "tetrominoes"}, "model": {"n_sprites": 3},
+            "training": {"n_epoches": 1, "optimizer": {"lr": 1e-3}}}
+
+
+def test_tetro_config_has_the_original_values():
+    cfg = load_config(CONFIGS / "tetro.yml")
+    m, t = cfg["model"], cfg["training"]
+    assert (m["n_sprites"], m["n_objects"], m["n_backgrounds"]) == (19, 3, 0)
+    assert (m["encoder_name"], m["sprite_size"], m["gaussian_weights_std"]) == ("resnet32", [24, 24], 5.0)
+    assert (m["transformation_sequence"], m["transformation_sequence_layer"]) == ("identity", "color_position")
+    assert m["estimate_minimum"] and m["greedy_algo_iter"] == 1 and m["freeze_sprite"] == 1
+    assert m["inject_noise"] == 0.4
+    assert t["optimizer"]["lr"] == 1e-4 and t["optimizer"]["transformer"] == {"weight_decay": 1e-6}
+    assert t["scheduler"]["gamma"] == [1.0, 0.1] and t["scheduler"]["milestones"] == [100, 200]
+    assert (t["n_epoches"], t["batch_size"]) == (210, 32)
+    assert (t["train_stat_interval"], t["val_stat_interval"], t["check_cluster_interval"]) == (500, 1000, 50)
+
+
+def test_every_shipped_config_loads():
+    names = sorted(p.name for p in CONFIGS.glob("*.yml"))
+    assert "tetro.yml" in names and "tetro_demo.yml" in names
+    for name in names:
+        load_config(CONFIGS / name)
+
+
+def test_defaults_are_filled_in():
+    cfg = validate(base())
+    assert cfg["model"]["use_clamp"] == "soft" and cfg["model"]["n_hidden_layers"] == 2
+    assert cfg["training"]["scheduler"]["name"] == "constant_lr"
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda c: c["model"].update(n_sprite=3), "model.n_sprite: unknown key"),
+    (lambda c: c.update(extra={}), "extra: unknown config section"),
+    (lambda c: c["model"].update(n_sprites="many"), "model.n_sprites: expected"),
+    (lambda c: c["model"].update(n_sprites=0), "model.n_sprites: expected a positive number"),
+    (lambda c: c["model"].update(use_clamp="fuzzy"), None),
+    (lambda c: c["model"].pop("n_sprites"), "model.n_sprites: missing"),
+    (lambda c: c["training"].update(n_iterations=5), "exactly one"),
+    (lambda c: c["training"].update(scheduler={"name": "multi_step", "gamma": [1, 0.1, 2]}), "training.scheduler.gamma"),
+    (lambda c: c["training"].update(scheduler={"name": "step_lr"}), "training.scheduler.name"),
+    (lambda c: c["model"].update(transformation_sequence="color_affine", curriculum_learning=[1, 2]),
+     "model.curriculum_learning: expected 1 milestone"),
+    (lambda c: c["model"].update(with_pool=[2]), "model.with_pool"),
+    (lambda c: c["training"]["optimizer"].update(momentum=0.9), "training.optimizer.momentum: unknown key"),
+    (lambda c: c["training"]["optimizer"].update(transformer={"lr": "fast"}), "training.optimizer.transformer.lr"),
+])
+def test_bad_values_name_the_key(edit, needle):
+    cfg = base()
+    edit(cfg)
+    if needle is None:  # checked where the value is used
+        from dti_sprites.model.clamp import get_clamp
+        with pytest.raises(ConfigError, match="model.use_clamp"):
+            get_clamp(validate(cfg)["model"]["use_clamp"])
+        return
+    with pytest.raises(ConfigError, match=needle.replace("[", r"\[").replace(".", r"\.")):
+        validate(cfg)
+
+
+def test_yaml_quirks_and_overrides(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text("dataset: {name: tetrominoes}\nmodel: {n_sprites: 3}\n"
+                    "training: {n_epoches: 1, optimizer: {lr: 1e-4}}\n")
+    cfg = load_config(path, ["training.batch_size=7", "model.sprite_size=[8, 8]"])
+    assert cfg["training"]["optimizer"]["lr"] == 1e-4  # YAML 1.1 reads 1e-4 as a string
+    assert cfg["training"]["batch_size"] == 7 and cfg["model"]["sprite_size"] == [8, 8]
+
+
+def test_yaml_that_builds_python_objects_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.yml"
+    path.write_text(f"dataset: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    assert not marker.exists()
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="nope.yml not found"):
+        load_config("nope.yml")

@@ -1,0 +1,122 @@
+"""Training end to end on small generated data: checkpoints, exact resume, learning."""
+
+import json
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dti_sprites.config import validate
+from dti_sprites.errors import CheckpointError, DataError
+from dti_sprites.training.checkpoint import load_checkpoint
+from dti_sprites.training.trainer import Trainer
+
+from conftest import small_config
+
+
+def _trainer(tetro_dir, runs, **training):
+    cfg = small_config(training=training, dataset={"path": str(tetro_dir)})
+    return Trainer(cfg, "cpu", runs, tag="t", progress=False, quiet=True)
+
+
+def test_run_folder_and_checkpoint_round_trip(tetro_dir, tmp_path):
+    trainer = _trainer(tetro_dir, tmp_path)
+    scores = trainer.run()
+    run = trainer.run_dir
+    assert run.parent == tmp_path / "tetrominoes" and run.name.endswith("_t")
+    for name in ("config.yml", "train.log", "train_metrics.tsv", "val_metrics.tsv", "model.pkl",
+                 "final_scores.tsv", "final_scores.json", "images/sprites.png", "images/sprites.gif",
+                 "plots/loss.png"):
+        assert (run / name).is_file(), name
+    assert set(scores) >= {"ari", "ari_fg", "global_acc", "mean_iou", "mean_iou_fg"}
+    ckpt = load_checkpoint(run)
+    assert ckpt["iteration"] == 6 and ckpt["model_name"] == "dti_sprites"
+    again = _trainer(tetro_dir, tmp_path)
+    assert again.run_dir != run  # never overwrite an earlier run
+    again.model.load_state_dict(ckpt["model_state"])
+    for a, b in zip(again.model.state_dict().values(), trainer.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resume_continues_exactly(tetro_dir, tmp_path):
+    straight = _trainer(tetro_dir, tmp_path / "a", n_iterations=8)
+    straight.run()
+    first = _trainer(tetro_dir, tmp_path / "b", n_iterations=8)
+    assert first.run(max_iterations=5) is None  # stopped early, checkpoint written
+    cfg = small_config(training={"n_iterations": 8, "resume": str(first.run_dir)}, dataset={"path": str(tetro_dir)})
+    resumed = Trainer(cfg, "cpu", tmp_path / "b", progress=False, quiet=True)
+    assert resumed.run_dir == first.run_dir and resumed.iteration == 5
+    resumed.run()
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    for a, b in zip(straight.optimizer.state_dict()["state"].values(), resumed.optimizer.state_dict()["state"].values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"])
+
+
+def test_resume_refuses_another_model_config(tetro_dir, tmp_path):
+    first = _trainer(tetro_dir, tmp_path, n_iterations=2)
+    first.run()
+    cfg = small_config(model={"n_sprites": 5}, training={"resume": str(first.run_dir)},
+                       dataset={"path": str(tetro_dir)})
+    with pytest.raises(CheckpointError, match=r"model\.n_sprites \(4 vs 5\)"):
+        Trainer(cfg, "cpu", tmp_path, progress=False, quiet=True)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (open, ("/tmp/dti_sprites_exploit_marker", "w"))
+
+
+def test_checkpoint_that_carries_code_is_refused(tmp_path):
+    path = tmp_path / "model.pkl"
+    torch.save({"model_state": _Exploit()}, path, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+    from pathlib import Path
+    assert not Path("/tmp/dti_sprites_exploit_marker").exists()
+
+
+def test_missing_dataset_says_how_to_get_it(tmp_path):
+    cfg = small_config(dataset={"data_root": str(tmp_path)})
+    with pytest.raises(DataError, match="make-data tetrominoes"):
+        Trainer(cfg, "cpu", tmp_path / "runs", progress=False, quiet=True)
+
+
+def test_learning_on_tetrominoes(tetro_dir, tmp_path):
+    """A short run must cut the loss and find objects far better than chance (ARI-FG ~ 0)."""
+    raw = {
+        "dataset": {"name": "tetrominoes", "path": str(tetro_dir)},
+        "model": {"n_sprites": 19, "n_objects": 3, "encoder_name": "default", "transformation_sequence": "identity",
+                  "transformation_sequence_layer": "color_position", "sprite_size": [24, 24],
+                  "gaussian_weights_std": 5, "estimate_minimum": True, "inject_noise": 0.4, "freeze_sprite": 1},
+        "training": {"batch_size": 16, "n_iterations": 150, "optimizer": {"lr": 3e-3}, "seed": 0,
+                     "train_stat_interval": 10, "val_stat_interval": 1000, "check_cluster_interval": 50},
+    }
+    trainer = Trainer(validate(raw), "cpu", tmp_path, progress=False, quiet=True)
+    scores = trainer.run()
+    losses = [float(line.split("\t")[2]) for line in (trainer.run_dir / "train_metrics.tsv").read_text().splitlines()[1:]]
+    assert losses[-1] < 0.6 * losses[0]
+    assert scores["ari_fg"] > 0.3, scores
+
+
+def test_cli_evaluate_prints_json_last(tetro_dir, tmp_path):
+    trainer = _trainer(tetro_dir, tmp_path, n_iterations=2)
+    trainer.run()
+    result = subprocess.run([sys.executable, "-m", "dti_sprites", "evaluate", "--run", str(trainer.run_dir),
+                             "--data", str(tetro_dir), "--device", "cpu", "--no-progress"],
+                            capture_output=True, text=True, check=True)
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    assert 0 <= scores["ari_fg"] <= 1 and "mean_iou" in scores
+
+
+def test_cli_config_error_is_one_line(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("dataset: {name: tetrominoes}\nmodel: {n_sprites: 3, colour: red}\ntraining: {n_epoches: 1}\n")
+    result = subprocess.run([sys.executable, "-m", "dti_sprites", "train", "--config", str(bad)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: model.colour: unknown key; known keys here: " + result.stderr.split(
+        "known keys here: ")[1].strip()
+    assert "Traceback" not in result.stderr

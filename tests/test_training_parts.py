@@ -1,0 +1,74 @@
+"""Optimiser groups, schedules, initialisations and the clamp functions."""
+
+import pytest
+import torch
+
+from dti_sprites.model.clamp import get_clamp
+from dti_sprites.model.prototypes import gaussian_window, init_tensor
+from dti_sprites.model.sprites_model import DTISprites
+from dti_sprites.training.optim import build_optimizer, build_scheduler
+
+from conftest import small_config
+
+
+def test_two_groups_with_overrides_and_per_group_gamma():
+    cfg = small_config(training={"optimizer": {"lr": 1e-3, "cluster": {"lr": 5e-3},
+                                               "transformer": {"weight_decay": 1e-6}},
+                                 "scheduler": {"name": "multi_step", "gamma": [1, 0.1], "milestones": [2]}})
+    model = DTISprites(cfg["model"], (16, 16), 3)
+    opt = build_optimizer(model, cfg["training"]["optimizer"], torch.device("cpu"))
+    cluster, transformer = opt.param_groups
+    assert cluster["lr"] == 5e-3 and transformer["lr"] == 1e-3 and transformer["weight_decay"] == 1e-6
+    assert {id(p) for p in cluster["params"]} == {id(model.prototypes), id(model.masks), id(model.backgrounds)}
+    n_params = len(list(model.parameters()))
+    assert len(cluster["params"]) + len(transformer["params"]) == n_params  # each tensor once
+    sched = build_scheduler(opt, cfg["training"]["scheduler"], n_epochs=4)
+    for _ in range(2):
+        opt.step()
+        sched.step()
+    assert cluster["lr"] == pytest.approx(5e-3) and transformer["lr"] == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("name, epoch, expected", [
+    ("cosine_annealing", 10, 0.0), ("cosine_annealing", 5, 0.5), ("exp_lr", 2, 0.25), ("poly_lr", 5, 0.5),
+    ("constant_lr", 7, 1.0),
+])
+def test_schedules(name, epoch, expected):
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([{"params": [param]}, {"params": []}], lr=1.0)
+    sched = build_scheduler(opt, {"name": name, "gamma": 0.5, "milestones": [], "warmup": 0, "power": 1.0,
+                                  "eta_min": 0.0}, n_epochs=10)
+    for _ in range(epoch):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_initialisations():
+    gen = torch.Generator().manual_seed(0)
+    window = gaussian_window((9, 7), std=2.0)
+    assert window[4, 3] == 1 and window[0, 0] < window[4, 0] < 1
+    images = torch.rand(300, 3, 12, 12)
+    sample = lambda n: images[:n]  # noqa: E731
+    common = dict(std=2.0, sample_images=sample, generator=gen, key="proto_init")
+    assert torch.all(init_tensor("constant", 2, 3, (4, 4), 0.9, **common) == 0.9)
+    mean = init_tensor("mean", 2, 3, (12, 12), 0.9, **common)
+    assert torch.allclose(mean[0], images[:100].mean(0), atol=1e-6)
+    assert torch.equal(init_tensor("sample", 2, 3, (12, 12), 0.9, **common), images[:2])
+    km = init_tensor("kmeans", 3, 3, (12, 12), 0.9, **common)
+    assert km.shape == (3, 3, 12, 12) and 0 < km.mean() < 1
+    color = init_tensor("random_color", 4, 3, (5, 5), 0.9, **common)
+    assert torch.all(color == color[:, :, :1, :1])
+    mask = init_tensor("mean", 2, 1, (6, 6), 0.5, **common)  # masks take the grey level
+    assert mask.shape == (2, 1, 6, 6)
+
+
+def test_clamps():
+    x = torch.tensor([-1.0, 0.5, 2.0], requires_grad=True)
+    soft = get_clamp("soft")(x)
+    assert torch.allclose(soft, torch.tensor([-0.01, 0.5, 1.01]))
+    assert torch.allclose(get_clamp("soft0.05")(x), torch.tensor([-0.05, 0.5, 1.05]))
+    assert torch.equal(get_clamp(True)(x), torch.tensor([0.0, 0.5, 1.0]))
+    get_clamp("diff")(x).sum().backward()
+    assert torch.equal(x.grad, torch.ones(3))  # straight-through
+    assert get_clamp(False)(x) is x
