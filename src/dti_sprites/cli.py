@@ -49,33 +49,28 @@ def cmd_train(args) -> None:
     trainer = Trainer(cfg, pick_device(args.device), args.runs_root, args.tag, progress=not args.no_progress)
     print(f"run folder: {trainer.run_dir}", file=sys.stderr)
     scores = trainer.run()
-    if scores is not None:
-        print(json.dumps(scores))
+    if scores is None:
+        print(f"stopped before the end; checkpoint saved. Continue with: --set training.resume={trainer.run_dir}",
+              file=sys.stderr)
+        return
+    print(json.dumps(scores))
 
 
 def cmd_evaluate(args) -> None:
-    import torch
-
     from .config import validate
-    from .training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from .training.trainer import build_dataset
-    from .model.sprites_model import DTISprites
     from .evaluation.evaluate import evaluate_multi_object
+    from .training.checkpoint import load_trained_model
+    from .training.trainer import build_dataset
 
-    checkpoint = Path(args.checkpoint) if args.checkpoint else Path(args.run) / CHECKPOINT_NAME
-    ckpt = load_checkpoint(checkpoint)
+    device = pick_device(args.device)
+    model, ckpt = load_trained_model(args.checkpoint or args.run, device)
     cfg = validate(ckpt["config"])
     if args.data:
         cfg["dataset"]["path"] = args.data
     dataset, n_classes = build_dataset(cfg, "eval")
-    kwargs = ckpt["model_kwargs"]
-    device = pick_device(args.device)
-    model = DTISprites(kwargs["cfg"], tuple(kwargs["img_size"]), kwargs["n_channels"]).to(device)
-    model.load_state_dict(ckpt["model_state"])
     train_cfg = cfg["training"]
-    with torch.no_grad():
-        scores = evaluate_multi_object(model, dataset, device, args.batch_size, train_cfg["eval_semantic"],
-                                       train_cfg["eval_with_bkg"], n_classes, progress=not args.no_progress)
+    scores = evaluate_multi_object(model, dataset, device, args.batch_size, train_cfg["eval_semantic"],
+                                   train_cfg["eval_with_bkg"], n_classes, progress=not args.no_progress)
     print(json.dumps(scores))
 
 

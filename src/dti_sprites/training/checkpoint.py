@@ -70,3 +70,16 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_trained_model(path: str | Path, device="cpu"):
+    """Rebuild a DTISprites model from a checkpoint (file or run folder), in eval mode."""
+    from ..model.sprites_model import DTISprites
+
+    ckpt = load_checkpoint(path)
+    kwargs = ckpt["model_kwargs"]
+    C, (H, W) = kwargs["n_channels"], kwargs["img_size"]
+    # Data-driven initialisations are overwritten by the saved weights: feed them blanks.
+    model = DTISprites(kwargs["cfg"], (H, W), C, sample_images=lambda n: torch.zeros(n, C, H, W))
+    model.load_state_dict(ckpt["model_state"])
+    return model.to(device).eval(), ckpt

@@ -6,10 +6,13 @@ order of training images is a pure function of (seed, epoch), so a resumed run s
 same batches as an uninterrupted one.
 """
 
+import contextlib
 import json
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -88,6 +91,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, train_cfg["scheduler"], n_epochs)
         self.epoch = self.batch_in_epoch = self.iteration = 0
         self.elapsed_before = 0.0
+        self._stop_signal: str | None = None
         threshold = cfg["model"]["empty_cluster_threshold"]
         self.empty_threshold = threshold if threshold is not None else 0.2 / self.model.K
 
@@ -146,7 +150,14 @@ class Trainer:
         return out, loss.detach()
 
     def run(self, max_iterations: int | None = None) -> dict | None:
-        """Train to the end (or for max_iterations more steps, then checkpoint and return None)."""
+        """Train to the end (or for max_iterations more steps, then checkpoint and return None).
+
+        SIGTERM and SIGINT stop the loop after the current step with a checkpoint saved.
+        """
+        with _stop_on_signals(self):
+            return self._run(max_iterations)
+
+    def _run(self, max_iterations: int | None) -> dict | None:
         cfg = self.cfg["training"]
         budget = cfg["time_budget"]
         stop_at = self.total_iters if max_iterations is None else min(self.total_iters, self.iteration + max_iterations)
@@ -188,7 +199,7 @@ class Trainer:
                 counts.zero_()
                 window_start, window_iters = time.perf_counter(), 0
             if self.iteration % cfg["check_cluster_interval"] == 0:
-                if cfg_reassign(self.cfg) and not self.model.sprites_frozen:
+                if self.cfg["model"]["reassign_cluster"] and not self.model.sprites_frozen:
                     restarted = reassign_empty_clusters(self.model, self.optimizer, cluster_counts, self.empty_threshold)
                     if restarted:
                         self.log.info(f"iteration {self.iteration}: restarted sprites {restarted}")
@@ -198,10 +209,15 @@ class Trainer:
             if budget is not None and self._elapsed() >= budget:
                 self.log.info(f"time budget of {budget:g} s reached at iteration {self.iteration}")
                 break
+            if self._stop_signal is not None:
+                self.log.info(f"signal {self._stop_signal} received: checkpointing at iteration {self.iteration}; "
+                              f"continue with --set training.resume={self.run_dir}")
+                break
         bar.close()
         self.elapsed_before, self._start = self._elapsed(), time.perf_counter()
         self.save()
-        if self.iteration < self.total_iters and (budget is None or self._elapsed() < budget):
+        if self._stop_signal is not None or (
+                self.iteration < self.total_iters and (budget is None or self._elapsed() < budget)):
             return None
         return self.finish()
 
@@ -252,8 +268,23 @@ class Trainer:
                                      progress=self.progress)
 
 
-def cfg_reassign(cfg: dict) -> bool:
-    return cfg["model"]["reassign_cluster"]
+@contextlib.contextmanager
+def _stop_on_signals(trainer: "Trainer"):
+    """Turn SIGTERM/SIGINT into a request to stop cleanly (main thread only)."""
+    trainer._stop_signal = None
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(signum, frame):
+        trainer._stop_signal = signal.Signals(signum).name
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _seed_everything(seed: int) -> None:
