@@ -120,3 +120,32 @@ def test_cli_config_error_is_one_line(tmp_path):
     assert result.stderr.strip() == "error: model.colour: unknown key; known keys here: " + result.stderr.split(
         "known keys here: ")[1].strip()
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tetro_dir, tmp_path):
+    import signal
+    import time
+
+    import yaml
+
+    cfg = small_config(training={"n_iterations": 100000, "train_stat_interval": 1}, dataset={"path": str(tetro_dir)})
+    path = tmp_path / "long.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "dti_sprites", "train", "--config", str(path), "--device", "cpu",
+                             "--runs-root", str(tmp_path / "runs"), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = None
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        found = list((tmp_path / "runs").glob("*/*/train_metrics.tsv"))
+        if found and len(found[0].read_text().splitlines()) > 3:
+            metrics = found[0]
+            break
+        time.sleep(0.2)
+    assert metrics is not None, proc.communicate(timeout=30)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "training.resume=" in err
+    ckpt = load_checkpoint(metrics.parent)
+    assert 2 <= ckpt["iteration"] < 100000

@@ -58,7 +58,7 @@ def cmd_train(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from .config import validate
-    from .evaluation.evaluate import evaluate_multi_object
+    from .evaluation import evaluate_model
     from .training.checkpoint import load_trained_model
     from .training.trainer import build_dataset
 
@@ -67,10 +67,11 @@ def cmd_evaluate(args) -> None:
     cfg = validate(ckpt["config"])
     if args.data:
         cfg["dataset"]["path"] = args.data
-    dataset, n_classes = build_dataset(cfg, "eval")
+    dataset, entry = build_dataset(cfg, "eval")
     train_cfg = cfg["training"]
-    scores = evaluate_multi_object(model, dataset, device, args.batch_size, train_cfg["eval_semantic"],
-                                   train_cfg["eval_with_bkg"], n_classes, progress=not args.no_progress)
+    scores = evaluate_model(entry.kind, model, dataset, device, batch_size=args.batch_size,
+                            eval_semantic=train_cfg["eval_semantic"], eval_with_bkg=train_cfg["eval_with_bkg"],
+                            n_classes=entry.n_classes, progress=not args.no_progress)
     print(json.dumps(scores))
 
 

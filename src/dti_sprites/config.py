@@ -113,6 +113,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "check_cluster_interval": Key((INT,), 100, _positive),
         "seed": Key((INT, NONE), None),
         "visualizer_port": Key((INT, NONE), None),
+        "tensorboard": Key((BOOL,), False),
         "pretrained": Key((STR, NONE), None),
         "resume": Key((STR, NONE), None),
         "eval_semantic": Key((BOOL,), True),

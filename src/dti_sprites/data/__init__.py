@@ -24,6 +24,7 @@ class DatasetEntry:
     n_classes: int | None
     factory: Callable[..., Dataset]
     native_shape: tuple[int, int, int] | None = None  # (C, H, W) of the published files, for benchmarks
+    kind: str = "multi_object"  # which evaluation applies: multi_object, clustering, cosegmentation, unlabelled
 
     def __call__(self, root: str | Path, split: str, **kwargs) -> Dataset:
         return self.factory(root, split, **kwargs)

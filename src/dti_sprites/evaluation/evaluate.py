@@ -9,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from ..model.sprites_model import Decomposition
+from . import EVALUATORS
 from .metrics import ConfusionMatrix, instance_scores, semantic_scores
 
 
@@ -39,6 +40,7 @@ def semantic_labels(decomposition: Decomposition, instance: torch.Tensor) -> tor
     return table.gather(1, instance.flatten(1)).view_as(instance) + 1
 
 
+@EVALUATORS.register("multi_object")
 @torch.no_grad()
 def evaluate_multi_object(model, dataset, device, batch_size: int = 32, eval_semantic: bool = True,
                           eval_with_bkg: bool = True, n_classes: int | None = None, progress: bool = False) -> dict:

@@ -47,8 +47,9 @@ def plot_metrics(run_dir: Path) -> list[Path]:
             figures.append(("proportions", fig))
     if val:
         fig, ax = plt.subplots(figsize=(6, 4))
-        for key in ("ari", "ari_fg"):
-            ax.plot(val["iteration"], val[key], label=key, marker=".")
+        for key in val:
+            if key not in ("iteration", "epoch", "seconds", "loss"):
+                ax.plot(val["iteration"], val[key], label=key, marker=".")
         ax.set(xlabel="iteration", ylabel="score", title="validation scores", ylim=(0, 1))
         ax.legend()
         figures.append(("scores", fig))

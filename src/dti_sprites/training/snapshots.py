@@ -22,30 +22,36 @@ def _save(tensor: torch.Tensor, folder: Path, name: str, step: int, nrow: int) -
 
 
 @torch.no_grad()
-def save_snapshots(model, images: torch.Tensor, folder: Path, step: int) -> None:
-    """images (4, C, H, W): the fixed training examples."""
-    folder.mkdir(parents=True, exist_ok=True)
+def snapshot_grids(model, images: torch.Tensor) -> dict[str, tuple[torch.Tensor, int]]:
+    """name -> (batch on the CPU, images per row) for the fixed examples images (n, C, H, W)."""
     was_training = model.training
     model.eval()
     protos = model.clamp(model.prototypes).cpu()  # (K, C, h, w)
     masks = model.clamp(model.masks).cpu()  # (K, 1, h, w)
     nrow = min(model.K, 10)
-    _save(protos, folder, "sprites", step, nrow)
-    _save(masks, folder, "masks", step, nrow)
-    _save(protos * masks, folder, "masked_sprites", step, nrow)
+    grids = {"sprites": (protos, nrow), "masks": (masks, nrow), "masked_sprites": (protos * masks, nrow)}
     if model.M:
-        _save(model.clamp(model.backgrounds).cpu(), folder, "backgrounds", step, model.M)
-
+        grids["backgrounds"] = (model.clamp(model.backgrounds).cpu(), model.M)
     out = model(images)
     betas = model.predict(model.encoder(images))
     n = images.shape[0]
     candidates = torch.arange(model.n_candidates, device=images.device).view(1, -1, 1).expand(model.L, -1, n)
     colors, cand_masks = model.render_sprites(betas, candidates, None)  # (L, K', n, C, H, W)
     transformed = (colors * cand_masks).permute(2, 0, 1, 3, 4, 5).flatten(0, 2)  # (n*L*K', C, H, W)
-    _save(transformed.cpu(), folder, "transformed_sprites", step, model.L * model.n_candidates)
+    grids["transformed_sprites"] = (transformed.clamp(0, 1).cpu(), model.L * model.n_candidates)
     recon = torch.stack([images, out.recon.clamp(0, 1)], 1).flatten(0, 1)  # (2n, C, H, W)
-    _save(recon.cpu(), folder, "reconstructions", step, 2)
+    grids["reconstructions"] = (recon.cpu(), 2)
     model.train(was_training)
+    return grids
+
+
+def save_snapshots(model, images: torch.Tensor, folder: Path, step: int) -> dict[str, tuple[torch.Tensor, int]]:
+    """Write the grids as PNG (latest and one frame per call for the GIFs); return them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    grids = snapshot_grids(model, images)
+    for name, (tensor, nrow) in grids.items():
+        _save(tensor, folder, name, step, nrow)
+    return grids
 
 
 def make_gifs(folder: Path) -> list[Path]:

@@ -23,8 +23,9 @@ from tqdm import tqdm
 from ..config import save_config, size_pair
 from ..data import DATASETS
 from ..errors import CheckpointError, DTISpritesError
-from ..evaluation.evaluate import evaluate_multi_object
+from ..evaluation import evaluate_model
 from ..model.sprites_model import DTISprites
+from ..monitoring import build_monitor
 from .batches import ResidentImages
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .optim import build_optimizer, build_scheduler
@@ -44,11 +45,11 @@ def dataset_root(cfg: dict) -> Path:
 
 
 def build_dataset(cfg: dict, split: str):
+    """The config's dataset for one split, with its registry entry (class count, benchmark kind)."""
     data = cfg["dataset"]
     entry = DATASETS.get(data["name"])
-    root = dataset_root(cfg)
     img_size = None if data["img_size"] is None else size_pair(data["img_size"], (0, 0))
-    return entry(root, split, img_size=img_size), entry.n_classes
+    return entry(dataset_root(cfg), split, img_size=img_size), entry
 
 
 def build_model(cfg: dict, dataset, sample_images=None, seed: int = 0) -> DTISprites:
@@ -71,7 +72,7 @@ class Trainer:
         self.seed = train_cfg["seed"] if train_cfg["seed"] is not None else random.randrange(2**31)
         _seed_everything(self.seed)
 
-        self.train_set, self.n_classes = build_dataset(cfg, "train")
+        self.train_set, self.dataset_entry = build_dataset(cfg, "train")
         self.val_set, _ = build_dataset(cfg, "val")
         self.eval_set, _ = build_dataset(cfg, "eval")
         self.images = ResidentImages(self.train_set, self.device, train_cfg["n_workers"], progress)
@@ -104,8 +105,8 @@ class Trainer:
         self.train_table = MetricsTable(self.run_dir / "train_metrics.tsv",
                                         ["iteration", "epoch", "loss", "time_per_img_ms", "lr"]
                                         + [f"prop_{k}" for k in range(self.model.n_candidates)])
-        self.val_table = MetricsTable(self.run_dir / "val_metrics.tsv",
-                                      ["iteration", "epoch", "seconds", "loss", "ari", "ari_fg"])
+        self.monitor = build_monitor(cfg, self.run_dir)
+        self.val_table: MetricsTable | None = None  # its columns are the scores of the dataset's kind
 
     # ---- state --------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -236,18 +237,24 @@ class Trainer:
                "time_per_img_ms": seconds_per_img * 1000, "lr": lr}
         row.update({f"prop_{k}": p for k, p in enumerate(props)})
         self.train_table.append(row)
+        self.monitor.scalars(self.iteration, "train", {"loss": loss, "time_per_img_ms": seconds_per_img * 1000, "lr": lr})
+        self.monitor.scalars(self.iteration, "proportions", {str(k): p for k, p in enumerate(props)})
         self.log.info(f"it {self.iteration} epoch {self.epoch} loss {loss:.5f} "
                       f"{seconds_per_img * 1000:.2f} ms/img lr {lr:.2e}")
 
     def validate(self) -> dict:
-        scores = evaluate_multi_object(self.model, self.val_set, self.device, self.batch_size, eval_semantic=False,
-                                       eval_with_bkg=self.cfg["training"]["eval_with_bkg"])
-        row = {"iteration": self.iteration, "epoch": self.epoch, "seconds": self._elapsed(), **scores}
-        self.val_table.append(row)
-        self.log.info(f"validation it {self.iteration}: loss {scores['loss']:.5f} ari {scores['ari']:.4f} "
-                      f"ari_fg {scores['ari_fg']:.4f} ({self._elapsed():.0f} s)")
+        scores = self._evaluate(self.val_set, eval_semantic=False, progress=False)
+        headline = {k: v for k, v in scores.items() if not k.startswith("iou_")}
+        if self.val_table is None:
+            self.val_table = MetricsTable(self.run_dir / "val_metrics.tsv",
+                                          ["iteration", "epoch", "seconds", *headline])
+        self.val_table.append({"iteration": self.iteration, "epoch": self.epoch, "seconds": self._elapsed(), **headline})
+        self.log.info(f"validation it {self.iteration}: " + " ".join(f"{k} {v:.4f}" for k, v in headline.items())
+                      + f" ({self._elapsed():.0f} s)")
+        self.monitor.scalars(self.iteration, "val", headline)
         self.save()
-        save_snapshots(self.model, self.snapshot_images, self.run_dir / "images", self.iteration)
+        grids = save_snapshots(self.model, self.snapshot_images, self.run_dir / "images", self.iteration)
+        self.monitor.images(self.iteration, grids)
         return scores
 
     def finish(self) -> dict:
@@ -256,16 +263,20 @@ class Trainer:
         make_gifs(self.run_dir / "images")
         plot_metrics(self.run_dir)
         scores = self.evaluate()
+        self.monitor.scalars(self.iteration, "final", {k: v for k, v in scores.items() if not k.startswith("iou_")})
+        self.monitor.close()
         write_scores(self.run_dir / "final_scores.tsv", scores)
         (self.run_dir / "final_scores.json").write_text(json.dumps(scores, indent=1))
         self.log.info("final scores: " + " ".join(f"{k} {v:.4f}" for k, v in scores.items() if not k.startswith("iou_")))
         return scores
 
     def evaluate(self) -> dict:
-        train_cfg = self.cfg["training"]
-        return evaluate_multi_object(self.model, self.eval_set, self.device, self.batch_size,
-                                     train_cfg["eval_semantic"], train_cfg["eval_with_bkg"], self.n_classes,
-                                     progress=self.progress)
+        return self._evaluate(self.eval_set, self.cfg["training"]["eval_semantic"], self.progress)
+
+    def _evaluate(self, dataset, eval_semantic: bool, progress: bool) -> dict:
+        return evaluate_model(self.dataset_entry.kind, self.model, dataset, self.device, batch_size=self.batch_size,
+                              eval_semantic=eval_semantic, eval_with_bkg=self.cfg["training"]["eval_with_bkg"],
+                              n_classes=self.dataset_entry.n_classes, progress=progress)
 
 
 @contextlib.contextmanager
