@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train one run. Variables (all optional), as in the original release:
-#   cuda=ID      GPU id(s) to use (unset or no GPU: CPU)
+#   cuda=ID      GPU id(s) to use (unset or no GPU: CPU); several ids (cuda=0,1) start one
+#                process per GPU with torchrun, sharing each global batch
 #   config=NAME  a YAML file in configs/ (default: tetro_demo.yml, the CPU demo)
 #   tag=TAG      run name; outputs go to runs/<dataset>/<MMDD>_<TAG>/
 # Extra arguments are passed to `dti-sprites train` (e.g. --set training.n_epoches=5).
@@ -23,4 +24,10 @@ if [ -n "${cuda:-}" ]; then
 fi
 
 .venv/bin/python -m dti_sprites prepare-data --config "$config"
+n_gpus=$(echo "${cuda:-}" | tr ',' '\n' | grep -c . || true)
+if [ "$device" = cuda ] && [ "$n_gpus" -gt 1 ]; then
+  # One process per GPU; the global batch of the config is split between them.
+  exec .venv/bin/torchrun --standalone --nproc_per_node="$n_gpus" -m dti_sprites train \
+    --config "$config" --tag "$tag" --device cuda "$@"
+fi
 exec .venv/bin/python -m dti_sprites train --config "$config" --tag "$tag" --device "$device" "$@"

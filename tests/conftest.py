@@ -1,6 +1,7 @@
 """Shared fixtures: small configs and a small generated dataset."""
 
 import pytest
+import torch
 
 from dti_sprites.config import validate
 from dti_sprites.data.tetrominoes import generate_tetrominoes
@@ -40,3 +41,12 @@ def tetro_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "tetrominoes"
     generate_tetrominoes(out, 120, seed=0, progress=False)
     return out
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    """Two state dicts hold identical tensors and identical extra state (curricula)."""
+    assert a.keys() == b.keys()
+    for name, value in a.items():
+        same = (value.dtype == b[name].dtype and torch.equal(value, b[name])) if torch.is_tensor(value) \
+            else value == b[name]
+        assert same, name

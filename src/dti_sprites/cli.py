@@ -38,6 +38,7 @@ def pick_device(name: str):
 
 def cmd_train(args) -> None:
     from .config import load_config
+    from .training.distributed import init_distributed, shutdown_distributed
     from .training.trainer import Trainer
 
     overrides = list(args.set or [])
@@ -46,9 +47,17 @@ def cmd_train(args) -> None:
     if args.time_budget:
         overrides.append(f"training.time_budget={args.time_budget}")
     cfg = load_config(resolve_config(args.config), overrides)
-    trainer = Trainer(cfg, pick_device(args.device), args.runs_root, args.tag, progress=not args.no_progress)
-    print(f"run folder: {trainer.run_dir}", file=sys.stderr)
-    scores = trainer.run()
+    ctx, device_name = init_distributed(args.device)
+    try:
+        trainer = Trainer(cfg, pick_device(device_name), args.runs_root, args.tag, progress=not args.no_progress,
+                          dist_ctx=ctx)
+        if ctx.is_main:
+            print(f"run folder: {trainer.run_dir}", file=sys.stderr)
+        scores = trainer.run()
+    finally:
+        shutdown_distributed()
+    if not ctx.is_main:
+        return
     if scores is None:
         print(f"stopped before the end; checkpoint saved. Continue with: --set training.resume={trainer.run_dir}",
               file=sys.stderr)
@@ -77,9 +86,10 @@ def cmd_evaluate(args) -> None:
 
 def _generators() -> dict:
     """Synthetic stand-ins: name -> (generator(out, n, seed, progress), size of the real set)."""
+    from .data.dsprites import generate_dsprites
     from .data.tetrominoes import generate_tetrominoes
 
-    return {"tetrominoes": (generate_tetrominoes, 60000)}
+    return {"tetrominoes": (generate_tetrominoes, 60000), "dsprites_gray": (generate_dsprites, 60000)}
 
 
 def cmd_make_data(args) -> None:
@@ -106,6 +116,22 @@ def cmd_prepare_data(args) -> None:
     generate(root, n, seed=0, progress=True)
 
 
+def cmd_resize_images(args) -> None:
+    from .data.resize_images import resize_folder
+
+    written, failed = resize_folder(args.src, args.out, (args.size, args.size), args.policy, args.format,
+                                    progress=not args.no_progress)
+    note = f"; {len(failed)} unreadable file(s) skipped (named above)" if failed else ""
+    print(f"wrote {written} images to {args.out}{note}", file=sys.stderr)
+
+
+def cmd_download(args) -> None:
+    from .data.download import download
+
+    if download(args.names, args.data_root):
+        sys.exit(1)
+
+
 def cmd_bench(args) -> None:
     from .bench import benchmark
     from .config import load_config
@@ -115,6 +141,36 @@ def cmd_bench(args) -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
+
+
+def cmd_decompose(args) -> None:
+    from .outputs.decompose import load_run
+
+    if not (args.run or args.checkpoint):
+        raise DTISpritesError("decompose needs --run RUN_DIR or --checkpoint FILE")
+    run = load_run(args.run, args.checkpoint, pick_device(args.device))
+    folders = run.decompose_folder(args.images, args.out, args.batch_size, progress=not args.no_progress)
+    print(f"decomposed {len(folders)} images into {args.out} (resized to {run.image_size[0]}x{run.image_size[1]})",
+          file=sys.stderr)
+
+
+def cmd_report(args) -> None:
+    from .outputs.report import write_report
+
+    if not Path(args.run).is_dir():
+        raise DTISpritesError(f"run folder {args.run} not found")
+    print(write_report(args.run))
+
+
+def cmd_summarize(args) -> None:
+    from .outputs.summary import summarize, to_markdown, write_summary
+
+    if args.out:
+        summary = write_summary(args.runs, args.out, args.title)
+        print(f"wrote {args.out}.tsv and {args.out}.md", file=sys.stderr)
+    else:
+        summary = summarize(args.runs)
+    print(to_markdown(summary, args.title), end="")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     make = sub.add_parser("make-data", help="generate a synthetic dataset in the on-disk format of the real one")
-    make.add_argument("name", choices=["tetrominoes"], help="which dataset to imitate")
+    make.add_argument("name", choices=["tetrominoes", "dsprites_gray"], help="which dataset to imitate")
     make.add_argument("--out", help="output folder (default: datasets/<name>); must not exist yet")
     make.add_argument("--n", type=int, default=None, help="number of images (default: as many as the real set)")
     make.add_argument("--seed", type=int, default=0, help="same seed, same images")
@@ -169,6 +225,48 @@ def build_parser() -> argparse.ArgumentParser:
                              "(pipeline.sh runs it before training)")
     prepare.add_argument("--config", default="tetro_demo.yml", help="YAML file or a name in configs/")
     prepare.set_defaults(func=cmd_prepare_data)
+
+    fetch = sub.add_parser("download", help="fetch the original release's datasets from Google Drive "
+                           "(download_data.sh runs it); existing dataset folders are skipped")
+    from .data.download import add_arguments as add_download_arguments
+    add_download_arguments(fetch)
+    fetch.set_defaults(func=cmd_download)
+
+    resize = sub.add_parser("resize-images", help="turn a folder of images into an image_folder dataset "
+                            "(square crop + resize; used by process_insta_santa.sh)")
+    resize.add_argument("src", help="folder of images, read recursively")
+    resize.add_argument("out", help="output folder (created; same relative paths as in src)")
+    resize.add_argument("--size", type=int, default=128, help="side of the square output images in pixels")
+    resize.add_argument("--policy", choices=["center_crop", "resize"], default="center_crop",
+                        help="center_crop keeps the aspect ratio; resize stretches the whole image")
+    resize.add_argument("--format", choices=["png", "jpg"], default="png",
+                        help="jpg for large collections (smaller files), png to avoid compression loss")
+    resize.add_argument("--no-progress", action="store_true", help="no progress bar")
+    resize.set_defaults(func=cmd_resize_images)
+
+    decompose = sub.add_parser("decompose", help="explain new images with a trained run: layers, segmentations "
+                               "and objects.json per image")
+    decompose.add_argument("--run", help="run folder holding model.pkl")
+    decompose.add_argument("--checkpoint", help="a checkpoint file, instead of --run (e.g. model_best.pkl)")
+    decompose.add_argument("--images", required=True, help="folder of images (png, jpg, ...); they are resized "
+                           "to the model's image size")
+    decompose.add_argument("--out", required=True, help="output folder; one sub-folder per image")
+    decompose.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    decompose.add_argument("--batch-size", type=int, default=32, help="lower it if memory runs out")
+    decompose.add_argument("--no-progress", action="store_true", help="no progress bar")
+    decompose.set_defaults(func=cmd_decompose)
+
+    report = sub.add_parser("report", help="write <run>/report.html: one offline page with scores, sprites, "
+                            "curves and decompositions (training writes it too)")
+    report.add_argument("--run", required=True, help="run folder")
+    report.set_defaults(func=cmd_report)
+
+    summarize = sub.add_parser("summarize", help="mean ± std of the final scores of several runs "
+                               "(multi_pipeline.sh calls it); prints Markdown")
+    summarize.add_argument("runs", nargs="+", help="run folders (each with final_scores.json)")
+    summarize.add_argument("--out", help="also write OUT.tsv and OUT.md")
+    summarize.add_argument("--title", default="Final scores", help="heading of the Markdown table")
+    summarize.set_defaults(func=cmd_summarize)
     return parser
 
 

@@ -16,6 +16,7 @@ import torch
 from ..errors import CheckpointError
 
 CHECKPOINT_NAME = "model.pkl"
+BEST_CHECKPOINT_NAME = "model_best.pkl"  # lowest validation loss so far
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:
@@ -83,3 +84,22 @@ def load_trained_model(path: str | Path, device="cpu"):
     model = DTISprites(kwargs["cfg"], (H, W), C, sample_images=lambda n: torch.zeros(n, C, H, W))
     model.load_state_dict(ckpt["model_state"])
     return model.to(device).eval(), ckpt
+
+
+def check_compatible(saved: dict, current: dict) -> None:
+    """Refuse to resume with a model config that differs from the checkpoint's."""
+    differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if differ:
+        raise CheckpointError("checkpoint was trained with another model config; keys that differ: "
+                              + ", ".join(f"model.{k} ({saved.get(k)!r} vs {current.get(k)!r})" for k in differ))
+
+
+def find_latest_run(runs_root: str | Path, dataset: str, tag: str) -> Path | None:
+    """The most recently written run folder of this tag that holds a checkpoint (`resume: auto`)."""
+    folder = Path(runs_root) / dataset
+    if not folder.is_dir():
+        return None
+    candidates = [p for p in folder.iterdir()
+                  if p.is_dir() and (p / CHECKPOINT_NAME).is_file()
+                  and (p.name.split("_", 1)[-1] == tag or p.name.split("_", 1)[-1].rsplit("_", 1)[0] == tag)]
+    return max(candidates, key=lambda p: (p / CHECKPOINT_NAME).stat().st_mtime, default=None)

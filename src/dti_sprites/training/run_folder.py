@@ -62,9 +62,20 @@ class MetricsTable:
     """An append-only TSV with a fixed header (appending again after a resume)."""
 
     def __init__(self, path: Path, columns: list[str]):
-        self.path, self.columns = path, columns
-        if not path.exists():
+        """An existing file keeps its own header (columns may then be left empty)."""
+        self.path = path
+        if path.exists():
+            self.columns = path.read_text().split("\n", 1)[0].split("\t")
+        else:
+            self.columns = columns
             path.write_text("\t".join(columns) + "\n")
+
+    def truncate_after(self, iteration: int) -> None:
+        """Drop rows logged after `iteration`: a resumed run redoes them."""
+        lines = self.path.read_text().splitlines(keepends=True)
+        kept = lines[:1] + [line for line in lines[1:] if int(float(line.split("\t", 1)[0])) <= iteration]
+        if len(kept) != len(lines):
+            self.path.write_text("".join(kept))
 
     def append(self, row: dict) -> None:
         values = [_fmt(row.get(column, "")) for column in self.columns]

@@ -3,16 +3,14 @@
 Per iteration: forward with sprite selection, loss, backward, Adam step, and device-side
 accumulation of the statistics; values leave the device only at logging intervals. The
 order of training images is a pure function of (seed, epoch), so a resumed run sees the
-same batches as an uninterrupted one.
+same batches as an uninterrupted one. Under torchrun every rank walks the same order and
+trains on its shard of each global batch (see distributed.py); rank 0 writes the run.
 """
 
-import contextlib
 import json
-import logging
 import math
 import random
-import signal
-import threading
+import shutil
 import time
 from pathlib import Path
 
@@ -22,16 +20,20 @@ from tqdm import tqdm
 
 from ..config import save_config, size_pair
 from ..data import DATASETS
-from ..errors import CheckpointError, DTISpritesError
+from ..errors import ConfigError, DTISpritesError
 from ..evaluation import evaluate_model
 from ..model.sprites_model import DTISprites
-from ..monitoring import build_monitor
+from ..monitoring import Monitor, build_monitor
 from .batches import ResidentImages
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (BEST_CHECKPOINT_NAME, CHECKPOINT_NAME, check_compatible, find_latest_run, load_checkpoint,
+                         rng_state, save_checkpoint, set_rng_state)
+from .distributed import (DistContext, all_reduce_gradients, all_reduce_sum, broadcast_module, broadcast_object,
+                          use_global_batchnorm)
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_metrics
 from .reassign import assignment_counts, reassign_empty_clusters
-from .run_folder import LOGGER_NAME, MetricsTable, new_run_dir, setup_logger, write_scores
+from .run_folder import MetricsTable, new_run_dir, setup_logger, write_scores
+from .signals import stop_on_signals
 from .snapshots import make_gifs, save_snapshots
 
 N_SNAPSHOT_IMAGES = 4
@@ -49,7 +51,8 @@ def build_dataset(cfg: dict, split: str):
     data = cfg["dataset"]
     entry = DATASETS.get(data["name"])
     img_size = None if data["img_size"] is None else size_pair(data["img_size"], (0, 0))
-    return entry(dataset_root(cfg), split, img_size=img_size), entry
+    options = {key: data[key] for key in entry.options}  # e.g. instagram's tag, svhn's use_extra
+    return entry(dataset_root(cfg), split, img_size=img_size, **options), entry
 
 
 def build_model(cfg: dict, dataset, sample_images=None, seed: int = 0) -> DTISprites:
@@ -58,30 +61,45 @@ def build_model(cfg: dict, dataset, sample_images=None, seed: int = 0) -> DTISpr
 
 class Trainer:
     def __init__(self, cfg: dict, device: str | torch.device = "cpu", runs_root: str | Path = "runs",
-                 tag: str = "default", progress: bool = True, quiet: bool = False):
-        self.cfg, self.device, self.progress = cfg, torch.device(device), progress
+                 tag: str = "default", progress: bool = True, quiet: bool = False,
+                 dist_ctx: DistContext = DistContext()):
+        self.cfg, self.device, self.dist = cfg, torch.device(device), dist_ctx
+        self.progress = progress and dist_ctx.is_main
         train_cfg = cfg["training"]
-        resume = load_checkpoint(train_cfg["resume"]) if train_cfg["resume"] else None
+        resume_from = train_cfg["resume"]
+        if resume_from == "auto":
+            latest = find_latest_run(runs_root, cfg["dataset"]["name"], tag)
+            resume_from = str(latest) if latest is not None else None
+        resume = load_checkpoint(resume_from) if resume_from else None
         if resume is not None:
-            self.run_dir = _run_dir_of(train_cfg["resume"])
-            _check_compatible(resume["model_kwargs"]["cfg"], cfg["model"])
+            check_compatible(resume["model_kwargs"]["cfg"], cfg["model"])
+            self.run_dir = Path(resume_from) if Path(resume_from).is_dir() else Path(resume_from).parent
         else:
-            self.run_dir = new_run_dir(runs_root, cfg["dataset"]["name"], tag)
-            save_config(cfg, self.run_dir / "config.yml")
-        self.log = setup_logger(self.run_dir, quiet)
-        self.seed = train_cfg["seed"] if train_cfg["seed"] is not None else random.randrange(2**31)
+            run_dir = None
+            if dist_ctx.is_main:
+                run_dir = new_run_dir(runs_root, cfg["dataset"]["name"], tag)
+                save_config(cfg, run_dir / "config.yml")
+            self.run_dir = Path(broadcast_object(str(run_dir), dist_ctx))
+        self.log = setup_logger(self.run_dir if dist_ctx.is_main else None, quiet or not dist_ctx.is_main)
+        seed = train_cfg["seed"] if train_cfg["seed"] is not None else random.randrange(2**31)
+        self.seed = broadcast_object(seed, dist_ctx)
         _seed_everything(self.seed)
 
         self.train_set, self.dataset_entry = build_dataset(cfg, "train")
         self.val_set, _ = build_dataset(cfg, "val")
         self.eval_set, _ = build_dataset(cfg, "eval")
-        self.images = ResidentImages(self.train_set, self.device, train_cfg["n_workers"], progress)
+        self.images = ResidentImages(self.train_set, self.device, train_cfg["n_workers"], self.progress)
         init_gen = torch.Generator().manual_seed(self.seed)
         self.model = build_model(cfg, self.train_set, lambda n: self.images.sample(n, init_gen), self.seed)
+        if dist_ctx.enabled:
+            use_global_batchnorm(self.model)
         self.model.to(self.device)
         self.snapshot_images = self.images.batch(torch.arange(min(N_SNAPSHOT_IMAGES, len(self.images))))
 
         self.batch_size = train_cfg["batch_size"]
+        if self.batch_size % dist_ctx.world_size:
+            raise ConfigError(f"training.batch_size: expected a multiple of the {dist_ctx.world_size} processes, "
+                              f"got {self.batch_size}")
         self.iters_per_epoch = max(len(self.images) // self.batch_size, 1)
         if train_cfg["n_iterations"] is not None:
             self.total_iters = train_cfg["n_iterations"]
@@ -91,8 +109,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, train_cfg["optimizer"], self.device)
         self.scheduler = build_scheduler(self.optimizer, train_cfg["scheduler"], n_epochs)
         self.epoch = self.batch_in_epoch = self.iteration = 0
-        self.elapsed_before = 0.0
-        self._stop_signal: str | None = None
+        self.elapsed_before, self.best_val_loss = 0.0, math.inf
         threshold = cfg["model"]["empty_cluster_threshold"]
         self.empty_threshold = threshold if threshold is not None else 0.2 / self.model.K
 
@@ -102,11 +119,18 @@ class Trainer:
             state = load_checkpoint(train_cfg["pretrained"], self.device)
             self.model.load_state_dict(state["model_state"])
             self.log.info(f"started from the weights of {train_cfg['pretrained']}")
-        self.train_table = MetricsTable(self.run_dir / "train_metrics.tsv",
-                                        ["iteration", "epoch", "loss", "time_per_img_ms", "lr"]
-                                        + [f"prop_{k}" for k in range(self.model.n_candidates)])
-        self.monitor = build_monitor(cfg, self.run_dir)
-        self.val_table: MetricsTable | None = None  # its columns are the scores of the dataset's kind
+        broadcast_module(self.model, dist_ctx)
+        self.train_table = self.val_table = None
+        self.monitor = Monitor()
+        if dist_ctx.is_main:
+            self.train_table = MetricsTable(self.run_dir / "train_metrics.tsv",
+                                            ["iteration", "epoch", "loss", "time_per_img_ms", "lr"]
+                                            + [f"prop_{k}" for k in range(self.model.n_candidates)])
+            self.train_table.truncate_after(self.iteration)
+            if (self.run_dir / "val_metrics.tsv").exists():  # resumed: its columns are known
+                self.val_table = MetricsTable(self.run_dir / "val_metrics.tsv", [])
+                self.val_table.truncate_after(self.iteration)
+            self.monitor = build_monitor(cfg, self.run_dir)
 
     # ---- state --------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -114,7 +138,7 @@ class Trainer:
             "model_name": MODEL_NAME, "model_kwargs": self.model.kwargs, "model_state": self.model.state_dict(),
             "optimizer_state": self.optimizer.state_dict(), "scheduler_state": self.scheduler.state_dict(),
             "epoch": self.epoch, "batch": self.batch_in_epoch, "iteration": self.iteration, "seed": self.seed,
-            "elapsed": self._elapsed(), "rng": rng_state(), "config": self.cfg,
+            "elapsed": self._elapsed(), "best_val_loss": self.best_val_loss, "rng": rng_state(), "config": self.cfg,
         }
 
     def _restore(self, ckpt: dict) -> None:
@@ -123,15 +147,24 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler_state"])
         self.epoch, self.batch_in_epoch, self.iteration = ckpt["epoch"], ckpt["batch"], ckpt["iteration"]
         self.seed, self.elapsed_before = ckpt["seed"], ckpt["elapsed"]
+        self.best_val_loss = ckpt.get("best_val_loss", math.inf)
         set_rng_state(ckpt["rng"])
         self.log.info(f"resumed {self.run_dir} at iteration {self.iteration} (epoch {self.epoch})")
 
-    def save(self) -> Path:
+    def save(self, best: bool = False) -> Path | None:
+        """Write the last checkpoint (rank 0 only); `best` also copies it to model_best.pkl."""
+        if not self.dist.is_main:
+            return None
         path = self.run_dir / CHECKPOINT_NAME
         try:
             save_checkpoint(path, self.state())
+            if best:
+                tmp = path.with_name(f".{BEST_CHECKPOINT_NAME}.tmp")
+                shutil.copyfile(path, tmp)
+                tmp.replace(self.run_dir / BEST_CHECKPOINT_NAME)
         except OSError as err:
-            raise DTISpritesError(f"cannot write checkpoint {path}: {err.strerror}") from None
+            raise DTISpritesError(f"cannot write checkpoint {path}: {err.strerror}; the previous checkpoint "
+                                  "is intact") from None
         return path
 
     def _elapsed(self) -> float:
@@ -142,23 +175,36 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.images), generator=gen)
 
+    def _shard(self, picked: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous part of the global batch."""
+        n = picked.shape[0] // self.dist.world_size
+        return picked[self.dist.rank * n:(self.dist.rank + 1) * n]
+
     def train_step(self, images: torch.Tensor):
         out = self.model(images)
         loss = out.loss.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.dist.enabled:
+            all_reduce_gradients(self.model.parameters(), self.dist.world_size)
         self.optimizer.step()
         return out, loss.detach()
 
     def run(self, max_iterations: int | None = None) -> dict | None:
-        """Train to the end (or for max_iterations more steps, then checkpoint and return None).
+        """Train to the end, then evaluate and return the scores.
 
-        SIGTERM and SIGINT stop the loop after the current step with a checkpoint saved.
+        Returns None when stopped early (max_iterations more steps done, a SIGTERM/SIGINT)
+        after writing a checkpoint to resume from.
         """
-        with _stop_on_signals(self):
-            return self._run(max_iterations)
+        with stop_on_signals() as stop:
+            stopped = self._loop(max_iterations, stop)
+        self.save()
+        if stopped:
+            return None
+        return self.finish() if self.dist.is_main else None
 
-    def _run(self, max_iterations: int | None) -> dict | None:
+    def _loop(self, max_iterations: int | None, stop) -> bool:
+        """Iterate; return True when stopped before the end of training."""
         cfg = self.cfg["training"]
         budget = cfg["time_budget"]
         stop_at = self.total_iters if max_iterations is None else min(self.total_iters, self.iteration + max_iterations)
@@ -176,7 +222,7 @@ class Trainer:
                 order, order_epoch = self._epoch_order(self.epoch), self.epoch
             self.model.sprites_frozen = self.epoch < self.cfg["model"]["freeze_sprite"]
             picked = order[self.batch_in_epoch * self.batch_size:(self.batch_in_epoch + 1) * self.batch_size]
-            out, loss = self.train_step(self.images.batch(picked))
+            out, loss = self.train_step(self.images.batch(self._shard(picked)))
             loss_sum += loss
             step_counts = assignment_counts(out.sprite_idx, self.model.n_candidates)
             counts += step_counts
@@ -189,7 +235,8 @@ class Trainer:
                 self._end_epoch()
 
             if self.iteration % cfg["train_stat_interval"] == 0:
-                mean_loss = float(loss_sum) / window_iters
+                mean_loss = float(all_reduce_sum(loss_sum, self.dist)) / (window_iters * self.dist.world_size)
+                all_reduce_sum(counts, self.dist)
                 if not math.isfinite(mean_loss):
                     raise DTISpritesError(f"loss became {mean_loss} at iteration {self.iteration}; "
                                           f"the last good checkpoint is {self.run_dir / CHECKPOINT_NAME}")
@@ -200,27 +247,36 @@ class Trainer:
                 counts.zero_()
                 window_start, window_iters = time.perf_counter(), 0
             if self.iteration % cfg["check_cluster_interval"] == 0:
-                if self.cfg["model"]["reassign_cluster"] and not self.model.sprites_frozen:
-                    restarted = reassign_empty_clusters(self.model, self.optimizer, cluster_counts, self.empty_threshold)
-                    if restarted:
-                        self.log.info(f"iteration {self.iteration}: restarted sprites {restarted}")
+                self._reassign(all_reduce_sum(cluster_counts, self.dist))
                 cluster_counts.zero_()
-            if self.iteration % cfg["val_stat_interval"] == 0:
+            if self.iteration % cfg["val_stat_interval"] == 0 and self.dist.is_main:
                 self.validate()
-            if budget is not None and self._elapsed() >= budget:
-                self.log.info(f"time budget of {budget:g} s reached at iteration {self.iteration}")
-                break
-            if self._stop_signal is not None:
-                self.log.info(f"signal {self._stop_signal} received: checkpointing at iteration {self.iteration}; "
-                              f"continue with --set training.resume={self.run_dir}")
-                break
+            reason = self._stop_reason(budget, stop)
+            if reason is not None:
+                bar.close()
+                return reason == "signal"  # the budget ends training: evaluate as at the end
         bar.close()
-        self.elapsed_before, self._start = self._elapsed(), time.perf_counter()
-        self.save()
-        if self._stop_signal is not None or (
-                self.iteration < self.total_iters and (budget is None or self._elapsed() < budget)):
-            return None
-        return self.finish()
+        return self.iteration < self.total_iters
+
+    def _stop_reason(self, budget: float | None, stop) -> str | None:
+        """"budget", "signal" or None; under torchrun rank 0 decides for everyone."""
+        reason = None
+        if budget is not None and self._elapsed() >= budget:
+            reason = "budget"
+            self.log.info(f"iteration {self.iteration}: time budget of {budget:g} s reached")
+        elif stop:
+            reason = "signal"
+            self.log.info(f"iteration {self.iteration}: signal {stop.signal_name} received; "
+                          f"continue with --set training.resume={self.run_dir}")
+        return broadcast_object(reason, self.dist) if self.dist.enabled else reason
+
+    def _reassign(self, counts: torch.Tensor) -> None:
+        if not self.cfg["model"]["reassign_cluster"] or self.model.sprites_frozen:
+            return
+        restarted = reassign_empty_clusters(self.model, self.optimizer, counts, self.empty_threshold)
+        if restarted:
+            broadcast_module(self.model, self.dist)  # rank 0's draw of the restart noise wins
+            self.log.info(f"iteration {self.iteration}: restarted sprites {restarted}")
 
     def _end_epoch(self) -> None:
         self.epoch += 1
@@ -230,6 +286,8 @@ class Trainer:
             self.log.info(f"epoch {self.epoch}: curriculum switched on {name}")
 
     def _log_train(self, loss: float, seconds_per_img: float, counts: torch.Tensor) -> None:
+        if not self.dist.is_main:
+            return
         props = counts.sum(0).double()
         props = (props / props.sum().clamp(min=1)).tolist()
         lr = self.optimizer.param_groups[-1]["lr"]
@@ -252,13 +310,15 @@ class Trainer:
         self.log.info(f"validation it {self.iteration}: " + " ".join(f"{k} {v:.4f}" for k, v in headline.items())
                       + f" ({self._elapsed():.0f} s)")
         self.monitor.scalars(self.iteration, "val", headline)
-        self.save()
+        best = scores["loss"] < self.best_val_loss
+        self.best_val_loss = min(self.best_val_loss, scores["loss"])
+        self.save(best=best)
         grids = save_snapshots(self.model, self.snapshot_images, self.run_dir / "images", self.iteration)
         self.monitor.images(self.iteration, grids)
         return scores
 
     def finish(self) -> dict:
-        """Final images, plots and evaluation on the first 320 images."""
+        """Final images, plots and evaluation on the eval split."""
         save_snapshots(self.model, self.snapshot_images, self.run_dir / "images", self.iteration)
         make_gifs(self.run_dir / "images")
         plot_metrics(self.run_dir)
@@ -268,6 +328,12 @@ class Trainer:
         write_scores(self.run_dir / "final_scores.tsv", scores)
         (self.run_dir / "final_scores.json").write_text(json.dumps(scores, indent=1))
         self.log.info("final scores: " + " ".join(f"{k} {v:.4f}" for k, v in scores.items() if not k.startswith("iou_")))
+        # outputs/ sits above training: imported here only. After the scores, so a figure never costs them.
+        from ..outputs.figures import write_final_figures
+        from ..outputs.report import write_report
+        write_final_figures(self.model, self.eval_set, self.run_dir / "images", self.device,
+                            fill_background=not self.cfg["training"]["eval_with_bkg"])
+        self.log.info(f"report: {write_report(self.run_dir)}")
         return scores
 
     def evaluate(self) -> dict:
@@ -279,42 +345,7 @@ class Trainer:
                               n_classes=self.dataset_entry.n_classes, progress=progress)
 
 
-@contextlib.contextmanager
-def _stop_on_signals(trainer: "Trainer"):
-    """Turn SIGTERM/SIGINT into a request to stop cleanly (main thread only)."""
-    trainer._stop_signal = None
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def request_stop(signum, frame):
-        trainer._stop_signal = signal.Signals(signum).name
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _run_dir_of(path: str) -> Path:
-    path = Path(path)
-    return path if path.is_dir() else path.parent
-
-
-def _check_compatible(saved: dict, current: dict) -> None:
-    """Refuse to resume with a model config that changes the shape of the run."""
-    differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    if differ:
-        raise CheckpointError("checkpoint was trained with another model config; keys that differ: "
-                              + ", ".join(f"model.{k} ({saved.get(k)!r} vs {current.get(k)!r})" for k in differ))
-
-
-logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
