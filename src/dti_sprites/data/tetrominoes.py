@@ -11,16 +11,14 @@ Each image holds 3 non-overlapping tetrominoes drawn on a 7x7 lattice of 5x5-pix
 each piece one flat saturated colour.
 """
 
-import os
-import secrets
-import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DataError
+from .writing import new_dataset_dir
+from .writing import save_png as _save_png  # a module-level name, so tests can make saving fail
 
 IMG_SIZE = 35
 CELL = 5
@@ -75,11 +73,6 @@ _PALETTE = np.array([(0, 0, 0)] + COLORS, dtype=np.uint8)  # (1 + 6, 3), 0 = bla
 _MAX_POSITION_TRIES = 100
 
 
-def _save_png(array: np.ndarray, path: Path) -> None:
-    """Write one 8-bit PNG (a separate function so tests can make saving fail)."""
-    Image.fromarray(array).save(path)
-
-
 def sample_cells(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one scene on the cell lattice.
 
@@ -126,24 +119,11 @@ def generate_tetrominoes(out_dir: str | Path, n: int, seed: int = 0, progress: b
     out_dir = Path(out_dir)
     if n < 1:
         raise DataError(f"cannot generate {n} images into {out_dir}: expected n >= 1")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise DataError(f"output folder {out_dir} already exists and is not empty; expected a new or empty folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f"{out_dir.name}.partial-{secrets.token_hex(4)}"
-    tmp.mkdir()  # unlike mkdtemp, keeps the user's umask for the final folder
-    try:
-        for sub in ("images", "masks", "sem_masks"):
-            (tmp / sub).mkdir()
+    with new_dataset_dir(out_dir) as tmp:
         rng = np.random.default_rng(seed)
         for i in tqdm(range(n), desc=f"tetrominoes -> {out_dir}", disable=not progress):
             image, inst, sem = render(*sample_cells(rng))
             _save_png(image, tmp / "images" / f"{i}.png")
             _save_png(inst, tmp / "masks" / f"{i}.png")
             _save_png(sem, tmp / "sem_masks" / f"{i}.png")
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above); os.replace needs it gone on some systems
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
