@@ -37,5 +37,20 @@ class MonitorGroup(Monitor):
 
 
 def build_monitor(cfg: dict, run_dir) -> Monitor:
-    """The monitors the config asks for (none by default)."""
-    return MonitorGroup([])
+    """The monitors the config asks for (none by default).
+
+    `training.visualizer_port` set: live plots in the visdom server on localhost at that
+    port; `training.tensorboard: true`: event files under <run>/tensorboard/. A backend that
+    cannot start logs one warning and is left out; training goes on.
+    """
+    train = cfg["training"]
+    monitors: list[Monitor] = []
+    if train.get("visualizer_port") is not None:
+        from .visdom_monitor import connect_visdom
+
+        monitors.append(connect_visdom(train["visualizer_port"], run_dir))
+    if train.get("tensorboard"):
+        from .tensorboard_monitor import open_tensorboard
+
+        monitors.append(open_tensorboard(run_dir))
+    return MonitorGroup([m for m in monitors if m is not None])

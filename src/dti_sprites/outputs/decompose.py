@@ -1,0 +1,401 @@
+"""Decompose new images with a trained run: layers, segmentations and where each object is.
+
+From Python:
+
+    run = load_run("runs/tetrominoes/1126_default")
+    results = run.decompose(["a.png", "b.png"])  # or a tensor (B, C, H, W) in [0, 1]
+    results[0].objects["layers"][0]["placement"]["center_px"]
+    results[0].save("out/a")
+
+From the shell: `python -m dti_sprites decompose --run RUN --images DIR --out OUT`, which
+writes OUT/<stem>/ for every image DIR/<stem>.<ext> (see `ImageDecomposition.save`).
+
+Images are resized to the model's image size first (bilinear, antialiased, as the
+training loader does). The placement of each object is read from the head outputs
+(`model.predict`) through the module formulas of transforms.py; `CONVENTIONS` below is
+copied into every objects.json so the numbers can be read without this file.
+"""
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from ..errors import DataError
+from ..evaluation.evaluate import front_layer, semantic_labels
+from ..training.checkpoint import load_trained_model
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
+MASK_THRESHOLD = 0.5  # the evaluation's hard-mask threshold (SPEC §3)
+# Finite-difference step (normalised sprite units) for the local scale of projective chains.
+JACOBIAN_STEP = 1e-3
+
+CONVENTIONS = {
+    "pixels": "x to the right, y down, origin at the top-left corner of the image; pixel (row i, column j) "
+              "covers [j, j+1) x [i, i+1), so the top-left pixel's centre is (0.5, 0.5); sizes are [height, width]",
+    "resizing": "every input is resized (bilinear, antialiased) to the model's image size before decomposition; "
+                "all pixel values refer to that size (model_size), not to original_size",
+    "layers": "object layers are numbered 1..L; layer_<l>.png is its colour with its mask as alpha",
+    "instances": "instances.png: for each pixel the front-most object layer whose mask exceeds 0.5, 0 where none "
+                 "(the background)",
+    "semantic": "semantic.png: sprite index + 1 of that layer, 0 for the background",
+    "sprite": "index of the learned sprite the layer shows (0..n_sprites-1); index n_sprites is the empty sprite "
+              "of models trained with add_empty_sprite",
+    "empty": "true when the layer shows the empty sprite or its mask exceeds 0.5 nowhere",
+    "occlusion_rank": "0 = front-most object layer; layers are ranked by how much of the other object layers is "
+                      "predicted in front of them",
+    "transformations": "the modules that acted, in the order applied: stage 'sprite' (the sprite's own sequence; "
+                       "its output canvas is the sprite size when a layer sequence follows, else the image), then "
+                       "stage 'layer' (output: the image), stage 'background' for the background; 'beta' is the "
+                       "raw head output",
+    "spatial": "a spatial module samples, for each output coordinate q, the input at A q (normalised coordinates "
+               "in [-1, 1] over the pixel extents, grid_sample with align_corners=false): its input therefore "
+               "appears at A^-1 of its own coordinates. extent_xy = fraction of the output canvas the whole input "
+               "canvas spans; offset_px = where the input's centre lands, in output pixels from the canvas centre",
+    "position": "A = [[1+e^s, 0, tx], [0, 1+e^s, ty]]: extent = 1/(1+e^s), offset_px = -(tx, ty)/(1+e^s) * "
+                "(W/2, H/2); at the head's start (beta = 0) a sprite spans half the canvas, centred",
+    "color": "out_c = gain_c * in_c + bias_c per channel (R, G, B), then clamped to [0, 1]",
+    "placement": "all spatial modules of the layer combined: center_px = where the sprite's centre lands in the "
+                 "image; scale = image pixels per sprite pixel (geometric mean; scale_xy per sprite axis); "
+                 "rotation_deg = angle of the sprite's x axis in the image, positive = clockwise on screen "
+                 "(y points down); size_px = [height, width] of the whole sprite canvas in the image (its mask may fill "
+                 "only part of it); bbox_px = [x0, y0, x1, y1) of the layer's mask above 0.5; null when empty",
+    "reconstruction_mse": "mean over channels and pixels of (reconstruction - input)^2, images in [0, 1]",
+}
+
+
+@dataclass
+class ImageDecomposition:
+    """One image explained by the model (tensors on the CPU, at the model's image size)."""
+
+    name: str
+    image: torch.Tensor  # (C, H, W) the input as the model saw it
+    recon: torch.Tensor  # (C, H, W)
+    layer_colors: torch.Tensor  # (L, C, H, W) object layers 1..L
+    layer_masks: torch.Tensor  # (L, 1, H, W)
+    background: torch.Tensor | None  # (C, H, W)
+    instances: torch.Tensor  # (H, W) 0 background, l = front-most layer
+    semantic: torch.Tensor  # (H, W) 0 background, sprite + 1
+    objects: dict  # what objects.json holds
+
+    def layer_rgba(self, layer: int) -> torch.Tensor:
+        """Object layer `layer` (1..L) as colour + alpha: (C+1, H, W)."""
+        return torch.cat([self.layer_colors[layer - 1], self.layer_masks[layer - 1]]).clamp(0, 1)
+
+    def save(self, folder: str | Path) -> list[Path]:
+        """Write input.png, recon.png, layer_<l>.png, background.png, instances.png, semantic.png
+        and objects.json into `folder`; return the files written."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {"input.png": _to_pil(self.image), "recon.png": _to_pil(self.recon)}
+        for layer in range(1, self.layer_colors.shape[0] + 1):
+            files[f"layer_{layer}.png"] = _to_pil(self.layer_rgba(layer))
+        if self.background is not None:
+            files["background.png"] = _to_pil(self.background)
+        files["instances.png"] = _label_pil(self.instances)
+        files["semantic.png"] = _label_pil(self.semantic)
+        written = []
+        for name, img in files.items():
+            img.save(folder / name)
+            written.append(folder / name)
+        (folder / "objects.json").write_text(json.dumps(self.objects, indent=1))
+        written.append(folder / "objects.json")
+        return written
+
+
+def _to_pil(x: torch.Tensor) -> Image.Image:
+    """(C, H, W) in [0, 1] with C = 1, 2 (grey + alpha), 3 or 4 (RGBA) -> PIL image."""
+    arr = (x.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    return Image.fromarray(arr[..., 0] if mode == "L" else arr, mode)
+
+
+def _label_pil(labels: torch.Tensor) -> Image.Image:
+    """A label map (H, W): 8-bit when it fits, else 16-bit."""
+    arr = labels.cpu().numpy()
+    if arr.max(initial=0) < 256:
+        return Image.fromarray(arr.astype(np.uint8), "L")
+    return Image.fromarray(arr.astype(np.uint16), "I;16")
+
+
+def load_image(path: str | Path, n_channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+    """An image file as (C, H, W) in [0, 1] at `size`, with its original (H, W)."""
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB" if n_channels == 3 else "L")
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"cannot read image {path}: {err}") from None
+    x = torch.from_numpy(np.asarray(img).copy()).float().div_(255)
+    x = x.permute(2, 0, 1) if x.ndim == 3 else x[None]  # (C, h, w)
+    return resize_image(x, size), (img.height, img.width)
+
+
+def resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(C, h, w) or (B, C, h, w) -> same at `size`, resampled as the training loader does."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    batch = x if x.ndim == 4 else x[None]
+    out = F.interpolate(batch, size=tuple(size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    return out if x.ndim == 4 else out[0]
+
+
+@torch.no_grad()
+def explain(model, images: torch.Tensor, fill_background: bool = False):
+    """Forward pass plus label maps: (Decomposition, instances (B, H, W), semantic (B, H, W)).
+
+    fill_background: give pixels no layer covers to the layer of closest colour, as the
+    evaluation does with `eval_with_bkg: false`.
+    """
+    out = model(images)
+    instances = front_layer(out, images if fill_background else None)
+    return out, instances, semantic_labels(out, instances)
+
+
+class TrainedRun:
+    """A trained model ready to decompose images (build it with `load_run`)."""
+
+    def __init__(self, model, config: dict | None, source: Path, device: torch.device):
+        self.model, self.config, self.source, self.device = model, config, source, device
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.model.img_size)
+
+    def decompose(self, images, batch_size: int = 32, progress: bool = False,
+                  names: list[str] | None = None) -> list[ImageDecomposition]:
+        """Explain images: a tensor (B, C, H, W) in [0, 1] or a list of image files."""
+        if torch.is_tensor(images):
+            if images.ndim != 4 or images.shape[1] != self.model.C:
+                raise DataError(f"expected images (B, {self.model.C}, H, W), got {tuple(images.shape)}")
+            names = names or [str(i) for i in range(images.shape[0])]
+            sources = [None] * images.shape[0]
+        else:
+            sources = [Path(p) for p in images]
+            names = names or [p.stem for p in sources]
+        results = []
+        n = len(names)
+        batches = range(0, n, batch_size)
+        for start in tqdm(batches, desc="decompose", unit="batch", disable=not progress):
+            stop = min(start + batch_size, n)
+            if torch.is_tensor(images):
+                batch = images[start:stop].float()
+                original = [tuple(batch.shape[-2:])] * (stop - start)
+                batch = resize_image(batch, self.image_size)
+            else:
+                loaded = [load_image(p, self.model.C, self.image_size) for p in sources[start:stop]]
+                batch = torch.stack([x for x, _ in loaded])
+                original = [size for _, size in loaded]
+            results += self._decompose_batch(batch.to(self.device), names[start:stop], sources[start:stop], original)
+        return results
+
+    @torch.no_grad()
+    def _decompose_batch(self, images, names, sources, original_sizes) -> list[ImageDecomposition]:
+        model = self.model
+        out, instances, semantic = explain(model, images)
+        betas = model.predict(model.encoder(images.contiguous(memory_format=torch.channels_last)))
+        offset = int(out.has_background)
+        colors, masks = out.colors[offset:].cpu(), out.masks[offset:].cpu()  # (L, B, C, H, W), (L, B, 1, H, W)
+        results = []
+        for b, name in enumerate(names):
+            objects = {
+                "image": name,
+                "source": str(sources[b]) if sources[b] is not None else None,
+                "original_size": list(original_sizes[b]),
+                "model_size": list(self.image_size),
+                "resized": tuple(original_sizes[b]) != self.image_size,
+                "reconstruction_mse": float(out.loss[b]),
+                "n_sprites": model.K,
+                "layers": [self._layer_terms(out, betas, instances, b, l) for l in range(model.L)],
+                "background": self._background_terms(out, betas, b),
+                "conventions": CONVENTIONS,
+            }
+            results.append(ImageDecomposition(
+                name=name, image=images[b].cpu(), recon=out.recon[b].clamp(0, 1).cpu(),
+                layer_colors=colors[:, b], layer_masks=masks[:, b],
+                background=out.colors[0, b].cpu() if out.has_background else None,
+                instances=instances[b].cpu(), semantic=semantic[b].cpu(), objects=objects))
+        return results
+
+    def _layer_terms(self, out, betas, instances, b: int, l: int) -> dict:
+        model = self.model
+        k = int(out.sprite_idx[l, b])
+        offset = int(out.has_background)
+        mask = out.masks[offset + l, b, 0] > MASK_THRESHOLD  # (H, W)
+        is_empty_sprite = k >= model.K
+        empty = is_empty_sprite or not bool(mask.any())
+        entries, chain = [], torch.eye(3, dtype=torch.float64)
+        stages = [("sprite", model.sprite_transformer, betas["sprite"], l * model.K + k, model.sprite_out_size)]
+        if model.layer_transformer is not None:
+            stages.append(("layer", model.layer_transformer, betas["layer"], l, model.img_size))
+        for stage, sequence, stage_betas, head, out_size in stages:
+            for transform, beta, active in zip(sequence.transforms, stage_betas, sequence.active):
+                if not active or transform.kind == "identity":
+                    continue
+                if stage == "sprite" and is_empty_sprite:
+                    row = torch.zeros(transform.n_params)  # the model gives the empty sprite β = 0
+                else:
+                    row = beta[head, b].detach().double().cpu()
+                terms, matrix = module_terms(transform, row, out_size)
+                entries.append({"stage": stage, **terms})
+                if matrix is not None:
+                    chain = chain @ matrix  # output -> input: later modules multiply on the right
+        occlusion = out.occlusion[b, offset:, offset:].double().cpu()  # (L, L) δ[j, k]: j in front of k
+        in_front = occlusion.sum(0)  # how much of the other layers covers each layer
+        order = torch.argsort(in_front, stable=True)
+        rank = int((order == l).nonzero()[0, 0])
+        return {
+            "layer": l + 1,
+            "sprite": k,
+            "empty_sprite": is_empty_sprite,
+            "empty": empty,
+            "occlusion_rank": rank,
+            "mask_pixels": int(mask.sum()),
+            "visible_pixels": int((instances[b] == l + 1).sum()),
+            "placement": None if empty else placement(chain, model.sprite_size, model.img_size, mask),
+            "transformations": entries,
+        }
+
+    def _background_terms(self, out, betas, b: int) -> dict | None:
+        model = self.model
+        if not out.has_background:
+            return None
+        m = int(out.bkg_idx[b]) if out.bkg_idx is not None else 0
+        entries = []
+        sequence = model.bkg_transformer
+        for transform, beta, active in zip(sequence.transforms, betas["bkg"], sequence.active):
+            if active and transform.kind != "identity":
+                terms, _ = module_terms(transform, beta[m, b].detach().double().cpu(), model.img_size)
+                entries.append({"stage": "background", **terms})
+        return {"index": m, "transformations": entries}
+
+    def decompose_folder(self, images_dir: str | Path, out: str | Path, batch_size: int = 32,
+                         progress: bool = True) -> list[Path]:
+        """Decompose every image file of a folder into out/<stem>/; return the folders written."""
+        images_dir, out = Path(images_dir), Path(out)
+        if not images_dir.is_dir():
+            raise DataError(f"image folder {images_dir} not found")
+        files = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise DataError(f"folder {images_dir} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        stems = [p.stem for p in files]
+        # Two files with one stem (a.png, a.jpg) keep their suffix in the folder name.
+        names = [p.name if stems.count(p.stem) > 1 else p.stem for p in files]
+        folders = []
+        for start in range(0, len(files), batch_size * 8):  # bounded memory on large folders
+            chunk = slice(start, start + batch_size * 8)
+            for result in self.decompose(files[chunk], batch_size, progress, names[chunk]):
+                result.save(out / result.name)
+                folders.append(out / result.name)
+        return folders
+
+
+def load_run(run_dir: str | Path | None = None, checkpoint: str | Path | None = None,
+             device: str | torch.device = "cpu") -> TrainedRun:
+    """The model of a run folder (its model.pkl) or of a checkpoint file, in eval mode."""
+    source = Path(checkpoint or run_dir)
+    model, ckpt = load_trained_model(source, device)
+    return TrainedRun(model, ckpt.get("config"), source, torch.device(device))
+
+
+# ---- parameters in human terms -------------------------------------------------------------
+def _as_3x3(affine: torch.Tensor) -> torch.Tensor:
+    return torch.cat([affine, torch.tensor([[0.0, 0.0, 1.0]], dtype=affine.dtype)])
+
+
+def _round(values, digits: int = 4):
+    if isinstance(values, torch.Tensor):
+        values = values.tolist()
+    if isinstance(values, list):
+        return [_round(v, digits) for v in values]
+    return round(float(values), digits)
+
+
+def module_terms(transform, beta: torch.Tensor, out_size: tuple[int, int]) -> tuple[dict, torch.Tensor | None]:
+    """Human-readable parameters of one module, and its 3x3 output->input matrix (None if not
+    a projective map of the plane). beta (d,) float64, out_size (H, W) of the module's output."""
+    name = transform.name
+    terms = {"module": name, "beta": _round(beta, 5)}
+    if transform.kind == "color":
+        C = transform.n_colors
+        terms.update(gain=_round(1 + beta[:C]), bias=_round(beta[C:]))
+        return terms, None
+    if name == "morpho":
+        alpha = float(beta[0])
+        terms.update(alpha=round(alpha, 4), effect="dilation" if alpha > 0 else "erosion" if alpha < 0 else "none")
+        return terms, None
+    if name == "tps":
+        H, W = out_size
+        shift = beta.view(-1, 2) * torch.tensor([W / 2, H / 2], dtype=beta.dtype)  # (G^2, 2) in pixels
+        norms = shift.norm(dim=1)
+        terms.update(control_grid=transform.grid_size, mean_shift_px=round(float(norms.mean()), 3),
+                     max_shift_px=round(float(norms.max()), 3))
+        return terms, None
+    if name == "projective":
+        matrix = torch.eye(3, dtype=beta.dtype) + beta.view(3, 3)
+    else:  # affine family: affine, position, similarity
+        matrix = _as_3x3(transform.affine_matrix(beta[None])[0])
+    terms.update(canvas_terms(matrix, out_size))
+    if name == "position":
+        terms["extent"] = round(1 / (1 + math.exp(float(beta[0]))), 5)
+    terms["matrix"] = _round(matrix, 5)
+    return terms, matrix
+
+
+def _local_map(matrix: torch.Tensor):
+    """input-normalised point -> output-normalised point (the inverse of a module's sampling map)."""
+    inverse = torch.linalg.inv(matrix)
+
+    def apply(p: torch.Tensor) -> torch.Tensor:
+        q = inverse @ torch.cat([p, p.new_ones(1)])
+        return q[:2] / q[2]
+
+    return apply
+
+
+def _jacobian(apply) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image of the input's centre and the local linear map there (2x2), by central differences."""
+    centre = apply(torch.zeros(2, dtype=torch.float64))
+    cols = []
+    for axis in range(2):
+        step = torch.zeros(2, dtype=torch.float64)
+        step[axis] = JACOBIAN_STEP
+        cols.append((apply(step) - apply(-step)) / (2 * JACOBIAN_STEP))
+    return centre, torch.stack(cols, 1)
+
+
+def canvas_terms(matrix: torch.Tensor, out_size: tuple[int, int]) -> dict:
+    """Where one spatial module puts its input on its output canvas (normalised units per axis)."""
+    H, W = out_size
+    centre, jac = _jacobian(_local_map(matrix))
+    return {
+        "extent_xy": _round([jac[:, 0].norm(), jac[:, 1].norm()]),
+        "rotation_deg": round(math.degrees(math.atan2(float(jac[1, 0]), float(jac[0, 0]))), 3),
+        "offset_px": _round([centre[0] * W / 2, centre[1] * H / 2], 3),
+    }
+
+
+def placement(chain: torch.Tensor, sprite_size: tuple[int, int], img_size: tuple[int, int],
+              mask: torch.Tensor) -> dict:
+    """Where a sprite lands in the image, from the product of its modules' matrices."""
+    (h, w), (H, W) = sprite_size, img_size
+    centre, jac = _jacobian(_local_map(chain))
+    # Normalised units to pixels: image W/2 px per unit, sprite w/2 px per unit.
+    to_px = torch.diag(torch.tensor([W / 2, H / 2], dtype=torch.float64)) @ jac \
+        @ torch.diag(torch.tensor([2 / w, 2 / h], dtype=torch.float64))
+    scale_xy = [float(to_px[:, 0].norm()), float(to_px[:, 1].norm())]
+    ys, xs = mask.nonzero(as_tuple=True)
+    bbox = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if xs.numel() else None
+    return {
+        "center_px": _round([(centre[0] + 1) * W / 2, (centre[1] + 1) * H / 2], 3),
+        "scale": round(math.sqrt(abs(float(torch.linalg.det(to_px)))), 4),
+        "scale_xy": _round(scale_xy),
+        "rotation_deg": round(math.degrees(math.atan2(float(to_px[1, 0]), float(to_px[0, 0]))), 3),
+        "size_px": _round([h * scale_xy[1], w * scale_xy[0]], 3),
+        "bbox_px": bbox,
+    }
