@@ -46,13 +46,14 @@ def plot_metrics(run_dir: Path) -> list[Path]:
             ax.set(xlabel="iteration", ylabel="share of layers", title="sprite proportions", ylim=(0, 1))
             figures.append(("proportions", fig))
     if val:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for key in val:
-            if key not in ("iteration", "epoch", "seconds", "loss"):
+        score_keys = [k for k in val if k not in ("iteration", "epoch", "seconds", "loss")]
+        if score_keys:
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for key in score_keys:
                 ax.plot(val["iteration"], val[key], label=key, marker=".")
-        ax.set(xlabel="iteration", ylabel="score", title="validation scores", ylim=(0, 1))
-        ax.legend()
-        figures.append(("scores", fig))
+            ax.set(xlabel="iteration", ylabel="score", title="validation scores", ylim=(0, 1))
+            ax.legend()
+            figures.append(("scores", fig))
     for name, fig in figures:
         fig.tight_layout()
         for ext in ("png", "pdf"):
