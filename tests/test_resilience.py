@@ -187,3 +187,17 @@ def test_resume_auto_picks_the_latest_run(tetro_dir, tmp_path):
     assert again.run_dir == first.run_dir and again.iteration == 3
     fresh = Trainer(cfg, "cpu", tmp_path, tag="other", progress=False, quiet=True)
     assert fresh.iteration == 0 and fresh.run_dir != first.run_dir
+
+
+def test_corrupt_images_can_be_skipped_with_a_count(tetro_dir, tmp_path):
+    import shutil
+    data = tmp_path / "tetro"
+    shutil.copytree(tetro_dir, data)
+    (data / "images" / "7.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (data / "masks" / "9.png").write_bytes(b"truncated")
+    cfg = small_config(training={"n_iterations": 2}, dataset={"path": str(data), "skip_corrupt": True})
+    trainer = Trainer(cfg, "cpu", tmp_path / "runs", progress=False)
+    assert len(trainer.train_set) == 118
+    assert {p.name for p in trainer.train_set.skipped} == {"7.png", "9.png"}
+    assert "skipped 2 unreadable file(s)" in (trainer.run_dir / "train.log").read_text()
+    assert trainer.run() is not None

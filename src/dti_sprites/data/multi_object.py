@@ -88,6 +88,7 @@ class MultiObjectDataset(Dataset):
         val_seed: int = 0,
         name: str | None = None,
         n_classes: int | None = None,
+        skip_corrupt: bool = False,
     ):
         self.root = Path(root)
         self.split = split
@@ -116,6 +117,11 @@ class MultiObjectDataset(Dataset):
                     f"expected {folder}/<i>.png for every image"
                 )
 
+        self.skipped: list[Path] = []
+        if skip_corrupt:
+            self.stems, self.skipped = self._readable_stems()
+            if not self.stems:
+                raise DataError(f"folder {image_dir}: every image is unreadable ({len(self.skipped)} files)")
         first = image_dir / f"{self.stems[0]}.png"
         img = _open_image(first)
         self.file_size = (img.height, img.width)  # (H, W) every file must share unless resized
@@ -131,6 +137,24 @@ class MultiObjectDataset(Dataset):
             self.indices = np.sort(rng.choice(n, size=min(n_val, n), replace=False))
         else:
             self.indices = np.arange(min(n_eval, n))
+
+    def _readable_stems(self) -> tuple[list[int], list[Path]]:
+        """Stems whose image and masks all decode; the unreadable files (opt-in `skip_corrupt`)."""
+        kept, bad = [], []
+        for stem in self.stems:
+            broken = None
+            for folder in ("images", *MASK_FOLDERS):
+                path = self.root / folder / f"{stem}.png"
+                try:
+                    _open_image(path).load()
+                except (DataError, OSError):
+                    broken = path
+                    break
+            if broken is None:
+                kept.append(stem)
+            else:
+                bad.append(broken)
+        return kept, bad
 
     def __len__(self) -> int:
         return len(self.indices)
