@@ -67,6 +67,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "path": Key((STR, NONE), None),
         # Images to generate when a synthetic stand-in is created on first use (None: the real set's size).
         "synthetic_size": Key((INT, NONE), None, lambda v: v is None or _positive(v)),
+        # Drop images that fail to decode (counted and named in the log) instead of stopping.
+        "skip_corrupt": Key((BOOL,), False),
+        # instagram: the hashtag whose collection <data_root>/instagram/<tag>/train/ is read.
+        "tag": Key((STR,), "santaphoto"),
+        # image_folder, instagram: centre crop to the target aspect ratio then resize, or resize only.
+        "resize_policy": Key((STR,), "center_crop", _one_of("center_crop", "resize")),
+        # svhn: also train on the 531k `extra` images (the paper uses test + train).
+        "use_extra": Key((BOOL,), False),
     },
     "model": {
         "name": Key((STR,), "dti_sprites", _one_of("dti_sprites")),

@@ -11,7 +11,12 @@ from typing import Callable
 from torch.utils.data import Dataset
 
 from ..registry import Registry
+from .digits import Digits
+from .gtsrb import GTSRB8
+from .image_folder import ImageFolder, instagram
 from .multi_object import MultiObjectDataset, load_tensors
+from .svhn import SVHN
+from .weizmann_horse import WeizmannHorse
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class DatasetEntry:
     factory: Callable[..., Dataset]
     native_shape: tuple[int, int, int] | None = None  # (C, H, W) of the published files, for benchmarks
     kind: str = "multi_object"  # which evaluation applies: multi_object, clustering, cosegmentation, unlabelled
+    options: tuple[str, ...] = ()  # `dataset` config keys passed on to the factory as keyword arguments
 
     def __call__(self, root: str | Path, split: str, **kwargs) -> Dataset:
         return self.factory(root, split, **kwargs)
@@ -34,11 +40,12 @@ DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 
 def register_dataset(name: str, folder: str, n_classes: int | None,
-                     native_shape: tuple[int, int, int] | None = None):
+                     native_shape: tuple[int, int, int] | None = None, kind: str = "multi_object",
+                     options: tuple[str, ...] = ()):
     """Decorator adding a factory (root, split, **kwargs) -> Dataset under `name`."""
 
     def decorator(factory: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        DATASETS.register(name)(DatasetEntry(name, folder, n_classes, factory, native_shape))
+        DATASETS.register(name)(DatasetEntry(name, folder, n_classes, factory, native_shape, kind, options))
         return factory
 
     return decorator
@@ -54,6 +61,16 @@ def _multi_object(name: str, folder: str, n_classes: int, native_shape: tuple[in
 _multi_object("tetrominoes", "tetrominoes", 20, (3, 35, 35))  # 19 shapes + background
 _multi_object("dsprites_gray", "dsprites_gray", 4, (3, 64, 64))  # square, ellipse, heart + background
 _multi_object("clevr6", "clevr6", 7, (3, 128, 128))
+
+# Single-object benchmarks (SPEC §3, §4): clustering, cosegmentation and unlabelled collections.
+register_dataset("gtsrb8", "GTSRB", 8, (3, 28, 28), kind="clustering")(GTSRB8)
+register_dataset("svhn", "svhn", 10, (3, 32, 32), kind="clustering", options=("use_extra",))(SVHN)
+register_dataset("digits", "digits", 10, (1, 8, 8), kind="clustering")(Digits)  # bundled with scikit-learn
+register_dataset("weizmann_horse", "weizmann_horse", 2, (3, 128, 128), kind="cosegmentation")(WeizmannHorse)
+register_dataset("instagram", "instagram", None, (3, 128, 128), kind="unlabelled",
+                 options=("tag", "resize_policy"))(instagram)
+# Any folder: `dataset.path` names it (the data_root fallback is <data_root>/images).
+register_dataset("image_folder", "images", None, kind="unlabelled", options=("resize_policy",))(ImageFolder)
 
 
 def get_dataset(name: str, data_root: str | Path, split: str, **kwargs) -> Dataset:

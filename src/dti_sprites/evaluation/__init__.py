@@ -10,6 +10,6 @@ EVALUATORS = Registry("benchmark kind")
 
 
 def evaluate_model(kind: str, model, dataset, device, **options) -> dict:
-    from . import evaluate  # noqa: F401  (registers the built-in evaluators)
+    from . import clustering, evaluate  # noqa: F401  (registers the built-in evaluators)
 
     return EVALUATORS.get(kind)(model, dataset, device, **options)

@@ -52,6 +52,10 @@ def build_dataset(cfg: dict, split: str):
     entry = DATASETS.get(data["name"])
     img_size = None if data["img_size"] is None else size_pair(data["img_size"], (0, 0))
     options = {key: data[key] for key in entry.options}  # e.g. instagram's tag, svhn's use_extra
+    if data["skip_corrupt"]:
+        if entry.kind != "multi_object":
+            raise ConfigError(f"dataset.skip_corrupt: supported for multi-object datasets, not {entry.name!r}")
+        options["skip_corrupt"] = True
     return entry(dataset_root(cfg), split, img_size=img_size, **options), entry
 
 
@@ -88,6 +92,9 @@ class Trainer:
         self.train_set, self.dataset_entry = build_dataset(cfg, "train")
         self.val_set, _ = build_dataset(cfg, "val")
         self.eval_set, _ = build_dataset(cfg, "eval")
+        skipped = getattr(self.train_set, "skipped", [])
+        if skipped:
+            self.log.warning(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}")
         self.images = ResidentImages(self.train_set, self.device, train_cfg["n_workers"], self.progress)
         init_gen = torch.Generator().manual_seed(self.seed)
         self.model = build_model(cfg, self.train_set, lambda n: self.images.sample(n, init_gen), self.seed)

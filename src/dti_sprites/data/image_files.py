@@ -1,0 +1,92 @@
+"""Reading image files for the single-object benchmarks: decoding, listing, cropping, resizing.
+
+Images come out as float tensors (C, H, W) in [0, 1]. Every failure to read a file becomes a
+DataError naming that file, so a broken download is reported by name instead of as a PIL
+traceback deep inside a DataLoader worker.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import ConfigError, DataError
+
+# Extensions an image folder may hold (lower case); anything else is ignored.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# How an image of another aspect ratio is brought to the target size.
+RESIZE_POLICIES = ("center_crop", "resize")
+
+
+def download_hint(name: str) -> str:
+    return f"get it with `./download_data.sh {name}`"
+
+
+def require_folder(path: Path, name: str, layout: str) -> Path:
+    """The dataset folder, or a DataError saying where it was expected and how to get it."""
+    if not path.is_dir():
+        raise DataError(f"dataset folder {path} not found; expected {layout}; {download_hint(name)}")
+    return path
+
+
+def open_image(path: Path, mode: str = "RGB") -> Image.Image:
+    """Decode a whole file now (PIL is lazy), converted to `mode`; DataError naming the file."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert(mode) if mode is not None else img.copy()
+    except FileNotFoundError:
+        raise DataError(f"file {path} not found") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read image {path}: {err}") from None
+
+
+def list_images(folder: Path, recursive: bool = True) -> list[Path]:
+    """Image files under `folder` (hidden files skipped), in a stable sorted order."""
+    pattern = folder.rglob("*") if recursive else folder.iterdir()
+    files = [p for p in pattern if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    return sorted(files)
+
+
+def center_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """The largest centred square (left, top, right, bottom) of a width x height image."""
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def fit_image(img: Image.Image, size: tuple[int, int], policy: str = "center_crop",
+              resample: int = Image.Resampling.BICUBIC) -> Image.Image:
+    """Bring a PIL image to size (H, W): centre crop to the target aspect ratio then resize,
+    or resize directly (`resize`, aspect ratio not kept)."""
+    if policy not in RESIZE_POLICIES:
+        raise ConfigError(f"dataset.resize_policy: expected one of {', '.join(RESIZE_POLICIES)}, got {policy!r}")
+    h, w = size
+    if policy == "center_crop":
+        # Crop the widest centred window with the target's aspect ratio.
+        scale = min(img.width / w, img.height / h)
+        cw, ch = max(1, round(w * scale)), max(1, round(h * scale))
+        left, top = (img.width - cw) // 2, (img.height - ch) // 2
+        img = img.crop((left, top, left + cw, top + ch))
+    if (img.height, img.width) != (h, w):
+        img = img.resize((w, h), resample=resample)
+    return img
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL image -> float (C, H, W) in [0, 1]."""
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255)
+
+
+def resize_tensor(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bilinear resize of one float image (C, H, W), kept in [0, 1]."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    out = F.interpolate(image[None], size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    return out[0].clamp_(0, 1)
