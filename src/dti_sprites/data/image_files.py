@@ -51,13 +51,6 @@ def list_images(folder: Path, recursive: bool = True) -> list[Path]:
     return sorted(files)
 
 
-def center_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
-    """The largest centred square (left, top, right, bottom) of a width x height image."""
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    return left, top, left + side, top + side
-
-
 def fit_image(img: Image.Image, size: tuple[int, int], policy: str = "center_crop",
               resample: int = Image.Resampling.BICUBIC) -> Image.Image:
     """Bring a PIL image to size (H, W): centre crop to the target aspect ratio then resize,

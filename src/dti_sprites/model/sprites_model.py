@@ -144,10 +144,15 @@ class DTISprites(nn.Module):
         picked = beta.gather(1, idx.unsqueeze(-1).expand(-1, -1, -1, beta.shape[-1]))  # (L, N, B, d)
         return picked.reshape(L * N * B, -1)
 
-    def render_sprites(self, betas: dict, idx: torch.Tensor, noise: torch.Tensor | None):
-        """Transformed sprites idx (L, N, B) -> colours (L, N, B, C, H, W), masks (L, N, B, 1, H, W)."""
+    def render_sprites(self, betas: dict, idx: torch.Tensor, noise: torch.Tensor | None,
+                       stack: torch.Tensor | None = None):
+        """Transformed sprites idx (L, N, B) -> colours (L, N, B, C, H, W), masks (L, N, B, 1, H, W).
+
+        stack: the (K', C+2, h, w) sprite stack when the caller already built it.
+        """
         L, N, B = idx.shape
-        x = self._sprite_stack()[idx].flatten(0, 2)  # (L*N*B, C+2, h, w)
+        stack = self._sprite_stack() if stack is None else stack
+        x = stack[idx].flatten(0, 2)  # (L*N*B, C+2, h, w)
         sprite_betas = [self._gather_sprite_betas(b, idx) for b in betas["sprite"]]
         x = self.sprite_transformer(x, sprite_betas, self.sprite_out_size)
         if self.layer_transformer is not None:
@@ -201,14 +206,14 @@ class DTISprites(nn.Module):
         backgrounds = self.render_backgrounds(betas, B)
         occlusion = self.occlusion(betas, B, images.device)
 
+        stack = self._sprite_stack()
         with torch.no_grad():
-            detached = _detach(betas)
             candidates = torch.arange(self.n_candidates, device=images.device).view(1, -1, 1).expand(self.L, -1, B)
-            cand_colors, cand_masks = self.render_sprites(detached, candidates, noise)
+            cand_colors, cand_masks = self.render_sprites(_detach(betas), candidates, noise, stack.detach())
             idx, bkg_idx = self._select(cand_colors, cand_masks, _detach(backgrounds), occlusion.detach(), images)
             del cand_colors, cand_masks
 
-        colors, masks = self.render_sprites(betas, idx.unsqueeze(1), noise)
+        colors, masks = self.render_sprites(betas, idx.unsqueeze(1), noise, stack)
         colors, masks = colors[:, 0], masks[:, 0]  # (L, B, C, H, W), (L, B, 1, H, W)
         if self.M:
             bkg = backgrounds[bkg_idx, torch.arange(B, device=images.device)]  # (B, C, H, W)
