@@ -1,5 +1,6 @@
 """The model: identity at initialisation, the fast selection path, reassignment."""
 
+import pytest
 import torch
 
 from dti_sprites.model.composition import layered_composite
@@ -147,3 +148,33 @@ def test_curriculum_switches_modules_on_and_survives_state_dict():
     fresh = make_model(transformation_sequence="color_affine", curriculum_learning=[2])
     fresh.load_state_dict(state)
     assert fresh.sprite_transformer.active == [True, True]
+
+
+def test_bf16_encoder_stays_close_to_float32():
+    model = make_model(inject_noise=0.0)
+    model.eval()
+    with torch.no_grad():  # heads start at zero; give the features a say in the output
+        for transformer in model.transformers():
+            for bank in transformer.heads:
+                if bank is not None:
+                    bank.last_weight.normal_(0, 0.05)
+    images = torch.rand(4, 3, 16, 16)
+    exact = model(images)
+    plain_features = model.encode(images)
+    model.encoder_bf16 = True
+    assert not torch.equal(model.encode(images), plain_features)  # bf16 really ran
+    model.encoder_bf16 = False
+    model.encoder_bf16 = True
+    fast = model(images)
+    assert fast.recon.dtype == torch.float32
+    assert torch.allclose(fast.loss, exact.loss, rtol=0.05, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_compiled_encoder_trains_and_keeps_state_dict_keys():
+    model = make_model(inject_noise=0.0)
+    keys = set(model.state_dict())
+    model.encoder.compile()
+    out = model(torch.rand(4, 3, 16, 16))
+    out.loss.mean().backward()
+    assert torch.isfinite(out.loss).all() and set(model.state_dict()) == keys

@@ -37,6 +37,9 @@ def benchmark(cfg: dict, device: torch.device, phase: str = "late", steps: int =
         model.advance_curricula(10**9)
     model.sprites_frozen = phase == "early" and cfg["model"]["freeze_sprite"] > 0
     model.train()
+    model.encoder_bf16 = cfg["training"]["amp"]
+    if cfg["training"]["compile"]:
+        model.encoder.compile()
     optimizer = build_optimizer(model, cfg["training"]["optimizer"], device)
     B = cfg["training"]["batch_size"]
     data = torch.rand(4, B, C, H, W, device=device)

@@ -122,6 +122,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "seed": Key((INT, NONE), None),
         "visualizer_port": Key((INT, NONE), None),
         "tensorboard": Key((BOOL,), False),
+        # Opt-in speed-ups that change numerics slightly: bf16 autocast of the encoder, torch.compile of it.
+        "amp": Key((BOOL,), False),
+        "compile": Key((BOOL,), False),
         "pretrained": Key((STR, NONE), None),
         "resume": Key((STR, NONE), None),
         "eval_semantic": Key((BOOL,), True),

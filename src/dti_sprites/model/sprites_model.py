@@ -53,6 +53,7 @@ class DTISprites(nn.Module):
         self.pred_occlusion = cfg["pred_occlusion"]
         self.clamp = get_clamp(cfg["use_clamp"])
         self.sprites_frozen = False  # set by the trainer during `freeze_sprite` epochs
+        self.encoder_bf16 = False  # `training.amp`: run the encoder under bf16 autocast
 
         gen = torch.Generator().manual_seed(seed)
         init = dict(std=cfg["gaussian_weights_std"], sample_images=sample_images, generator=gen)
@@ -123,6 +124,12 @@ class DTISprites(nn.Module):
         if self.add_empty_sprite:
             stack = torch.cat([stack, torch.zeros_like(stack[:1])], 0)
         return stack
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Features (B, F) in float32; only the encoder runs in bf16 when `encoder_bf16` is set."""
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.encoder_bf16):
+            features = self.encoder(images.contiguous(memory_format=torch.channels_last))
+        return features.float()
 
     def predict(self, features: torch.Tensor) -> dict:
         """All head outputs for a batch of features (B, F)."""
@@ -199,7 +206,7 @@ class DTISprites(nn.Module):
     def forward(self, images: torch.Tensor) -> Decomposition:
         """Explain images (B, C, H, W) in [0, 1]: select a sprite per layer and compose."""
         B = images.shape[0]
-        betas = self.predict(self.encoder(images.contiguous(memory_format=torch.channels_last)))
+        betas = self.predict(self.encode(images))
         noise = None
         if self._noise_active():
             noise = torch.rand(self.n_candidates, 1, *self.img_size, device=images.device)

@@ -198,7 +198,7 @@ class TrainedRun:
     def _decompose_batch(self, images, names, sources, original_sizes) -> list[ImageDecomposition]:
         model = self.model
         out, instances, semantic = explain(model, images)
-        betas = model.predict(model.encoder(images.contiguous(memory_format=torch.channels_last)))
+        betas = model.predict(model.encode(images))
         offset = int(out.has_background)
         colors, masks = out.colors[offset:].cpu(), out.masks[offset:].cpu()  # (L, B, C, H, W), (L, B, 1, H, W)
         results = []

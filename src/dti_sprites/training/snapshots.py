@@ -33,7 +33,7 @@ def snapshot_grids(model, images: torch.Tensor) -> dict[str, tuple[torch.Tensor,
     if model.M:
         grids["backgrounds"] = (model.clamp(model.backgrounds).cpu(), model.M)
     out = model(images)
-    betas = model.predict(model.encoder(images))
+    betas = model.predict(model.encode(images))
     n = images.shape[0]
     candidates = torch.arange(model.n_candidates, device=images.device).view(1, -1, 1).expand(model.L, -1, n)
     colors, cand_masks = model.render_sprites(betas, candidates, None)  # (L, K', n, C, H, W)

@@ -101,6 +101,9 @@ class Trainer:
         if dist_ctx.enabled:
             use_global_batchnorm(self.model)
         self.model.to(self.device)
+        self.model.encoder_bf16 = train_cfg["amp"]
+        if train_cfg["compile"]:
+            self.model.encoder.compile()  # in place: state_dict keys stay those of the plain module
         self.snapshot_images = self.images.batch(torch.arange(min(N_SNAPSHOT_IMAGES, len(self.images))))
 
         self.batch_size = train_cfg["batch_size"]
