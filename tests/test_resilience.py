@@ -201,3 +201,23 @@ def test_corrupt_images_can_be_skipped_with_a_count(tetro_dir, tmp_path):
     assert {p.name for p in trainer.train_set.skipped} == {"7.png", "9.png"}
     assert "skipped 2 unreadable file(s)" in (trainer.run_dir / "train.log").read_text()
     assert trainer.run() is not None
+
+
+def test_checkpoint_carrying_code_is_refused_in_one_line(tmp_path):
+    import pickle
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    evil = tmp_path / "model.pkl"
+    torch.save({"model_state": Exploit()}, evil, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    line = _cli_error(["evaluate", "--checkpoint", str(evil), "--device", "cpu"])
+    assert "refused" in line and not (tmp_path / "ran").exists()
+
+
+def test_missing_dataset_in_one_line(tmp_path):
+    config = tmp_path / "c.yml"
+    config.write_text(yaml.safe_dump(small_config(dataset={"data_root": str(tmp_path / "nowhere")})))
+    line = _cli_error(["train", "--config", str(config), "--device", "cpu", "--runs-root", str(tmp_path / "runs")])
+    assert "not found" in line and "make-data tetrominoes" in line

@@ -8,6 +8,8 @@ is refused rather than run.
 import os
 import pickle
 import random
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +43,14 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on pickle protocols
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(f"checkpoint {path} was refused: it holds more than tensors and plain values "
-                              f"and loading it could run code ({str(err).splitlines()[0][:120]})") from None
+        culprit = re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", str(err))
+        what = f" ({culprit.group(1)})" if culprit else ""
+        raise CheckpointError(f"checkpoint {path} was refused: it holds more than tensors and plain values{what}, "
+                              "and loading it could run code") from None
     except (RuntimeError, EOFError, OSError) as err:
         raise CheckpointError(f"checkpoint {path} is unreadable or truncated: {str(err).splitlines()[0][:160]}") from None
 
