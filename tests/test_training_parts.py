@@ -72,3 +72,13 @@ def test_clamps():
     get_clamp("diff")(x).sum().backward()
     assert torch.equal(x.grad, torch.ones(3))  # straight-through
     assert get_clamp(False)(x) is x
+
+
+def test_kmeans_appearances_and_masks_share_their_clusters():
+    images = torch.rand(300, 3, 12, 12)
+    gen = torch.Generator().manual_seed(0)
+    common = dict(std=2.0, sample_images=lambda n: images[torch.randperm(300, generator=gen)[:n]], generator=gen,
+                  key="proto_init", cache={})
+    protos = init_tensor("kmeans", 3, 3, (12, 12), 0.9, **common)
+    masks = init_tensor("kmeans", 3, 1, (12, 12), 0.5, **common)
+    assert torch.allclose(masks, protos.mean(1, keepdim=True))  # sprite k: one cluster for both

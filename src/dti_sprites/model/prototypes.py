@@ -33,8 +33,12 @@ def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def init_tensor(method: str, n: int, channels: int, size: tuple[int, int], value: float,
                 std: float, sample_images: SampleImages | None, generator: torch.Generator,
-                key: str) -> torch.Tensor:
-    """Build an (n, channels, h, w) initial tensor with the named method."""
+                key: str, cache: dict | None = None) -> torch.Tensor:
+    """Build an (n, channels, h, w) initial tensor with the named method.
+
+    `cache` shares k-means centroids between calls, so that appearance k and mask k of a
+    sprite come from the same cluster.
+    """
     shape = (n, channels, *size)
     if method == "constant":
         return torch.full(shape, value)
@@ -59,12 +63,16 @@ def init_tensor(method: str, n: int, channels: int, size: tuple[int, int], value
     if method == "kmeans":
         from sklearn.cluster import KMeans
 
-        images = _match_channels(_resize(sample_images(KMEANS_IMAGES_PER_CLUSTER * n), size), channels)
-        if images.shape[0] < n:
-            raise ConfigError(f"model.{key}: 'kmeans' needs at least {n} training images")
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        km = KMeans(n_clusters=n, n_init=1, random_state=seed).fit(images.flatten(1).double().numpy())
-        return torch.from_numpy(km.cluster_centers_).float().view(shape)
+        cache = {} if cache is None else cache
+        if (n, tuple(size)) not in cache:
+            images = _resize(sample_images(KMEANS_IMAGES_PER_CLUSTER * n), size)
+            if images.shape[0] < n:
+                raise ConfigError(f"model.{key}: 'kmeans' needs at least {n} training images")
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+            # Best of 10 starts: one unlucky local minimum can merge two classes into one sprite.
+            km = KMeans(n_clusters=n, n_init=10, random_state=seed).fit(images.flatten(1).double().numpy())
+            cache[(n, tuple(size))] = torch.from_numpy(km.cluster_centers_).float().view(n, *images.shape[1:])
+        return _match_channels(cache[(n, tuple(size))], channels).clone()
     raise ConfigError(f"model.{key}: unknown initialisation {method!r}")
 
 

@@ -56,7 +56,7 @@ class DTISprites(nn.Module):
         self.encoder_bf16 = False  # `training.amp`: run the encoder under bf16 autocast
 
         gen = torch.Generator().manual_seed(seed)
-        init = dict(std=cfg["gaussian_weights_std"], sample_images=sample_images, generator=gen)
+        init = dict(std=cfg["gaussian_weights_std"], sample_images=sample_images, generator=gen, cache={})
         self.prototypes = nn.Parameter(init_tensor(cfg["proto_init"], self.K, self.C, self.sprite_size,
                                                    PROTO_VALUE, key="proto_init", **init))
         self.masks = nn.Parameter(init_tensor(cfg["mask_init"], self.K, 1, self.sprite_size, MASK_VALUE,
