@@ -384,11 +384,8 @@ def test_resize_images_cli(folder_root, tmp_path, capsys):
 # ---- the offline real-data benchmark ---------------------------------------------------------------
 @pytest.mark.slow
 def test_digits_config_clusters_real_digits(tmp_path):
-    """configs/digits.yml on scikit-learn's 1,797 digits (about 4 min on 2 idle cores).
-
-    k-means on the same pixels scores 0.80 (scripts/digits_kmeans.py); the config reached
-    0.87. The goal of 0.90 is not met yet, so this guards the level reached, well above
-    the k-means floor."""
+    """configs/digits.yml on scikit-learn's 1,797 digits (about 3.5 min on 2 idle cores):
+    the goal is 90% accuracy; k-means on the same pixels scores 0.80 (scripts/digits_kmeans.py)."""
     cfg = load_config(CONFIGS / "digits.yml", ["training.n_workers=0"])
     scores = Trainer(cfg, "cpu", tmp_path, progress=False, quiet=True).run()
-    assert scores["acc"] >= 0.85 and scores["nmi"] >= 0.8, scores
+    assert scores["acc"] >= 0.9 and scores["nmi"] >= 0.85, scores
