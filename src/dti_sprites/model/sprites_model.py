@@ -240,7 +240,7 @@ class DTISprites(nn.Module):
             for moment in (state or {}).values():
                 if torch.is_tensor(moment) and moment.shape == tensor.shape:
                     moment[dst_rows.to(moment.device)] = moment[src_rows.to(moment.device)]
-        self.prototypes[dst] += torch.randn_like(self.prototypes[dst]) * REASSIGN_NOISE_STD
+        self.jitter_sprite(dst)
 
     @torch.no_grad()
     def jitter_sprite(self, k: int) -> None:

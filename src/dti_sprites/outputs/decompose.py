@@ -93,11 +93,11 @@ class ImageDecomposition:
         and objects.json into `folder`; return the files written."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        files = {"input.png": _to_pil(self.image), "recon.png": _to_pil(self.recon)}
+        files = {"input.png": to_pil(self.image), "recon.png": to_pil(self.recon)}
         for layer in range(1, self.layer_colors.shape[0] + 1):
-            files[f"layer_{layer}.png"] = _to_pil(self.layer_rgba(layer))
+            files[f"layer_{layer}.png"] = to_pil(self.layer_rgba(layer))
         if self.background is not None:
-            files["background.png"] = _to_pil(self.background)
+            files["background.png"] = to_pil(self.background)
         files["instances.png"] = _label_pil(self.instances)
         files["semantic.png"] = _label_pil(self.semantic)
         written = []
@@ -109,7 +109,7 @@ class ImageDecomposition:
         return written
 
 
-def _to_pil(x: torch.Tensor) -> Image.Image:
+def to_pil(x: torch.Tensor) -> Image.Image:
     """(C, H, W) in [0, 1] with C = 1, 2 (grey + alpha), 3 or 4 (RGBA) -> PIL image."""
     arr = (x.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]

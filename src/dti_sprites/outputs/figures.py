@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torchvision.utils import save_image
 
-from .decompose import ImageDecomposition, explain
+from .decompose import ImageDecomposition, explain, to_pil
 
 N_FIGURE_IMAGES = 32
 TRIPLETS_PER_ROW = 4
@@ -139,11 +139,7 @@ def _over_checkerboard(color: torch.Tensor, mask: torch.Tensor, cell: int, dark:
     color = F.interpolate(color[None], size=size, mode="nearest")[0]
     mask = F.interpolate(mask[None].float().cpu().clamp(0, 1), size=size, mode="nearest")[0]
     out = color * mask + _checkerboard(*size, dark=dark) * (1 - mask)
-    return _tensor_to_pil(out)
-
-
-def _tensor_to_pil(x: torch.Tensor) -> Image.Image:
-    return Image.fromarray((x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy(), "RGB")
+    return to_pil(out)
 
 
 def _sheet(cells: list[tuple[str, Image.Image]], per_row: int, cell: int, label_h: int = 16,
