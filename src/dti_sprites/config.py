@@ -112,6 +112,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "training": {
         "batch_size": Key((INT,), 32, _positive),
         "n_workers": Key((INT,), 0, _non_negative),
+        # Keep the training images on the device (auto: when their uint8 copy fits), else stream them.
+        "resident": Key((STR, BOOL), "auto", lambda v: None if v in ("auto", True, False) else "auto, true or false"),
         "optimizer": Key((DICT,), None),
         "scheduler": Key((DICT, NONE), None),
         "n_epoches": Key((INT, NONE), None, lambda v: v is None or _positive(v)),

@@ -24,7 +24,7 @@ from ..errors import ConfigError, DTISpritesError
 from ..evaluation import evaluate_model
 from ..model.sprites_model import DTISprites
 from ..monitoring import Monitor, build_monitor
-from .batches import ResidentImages
+from .batches import image_source
 from .checkpoint import (BEST_CHECKPOINT_NAME, CHECKPOINT_NAME, check_compatible, find_latest_run, load_checkpoint,
                          rng_state, save_checkpoint, set_rng_state)
 from .distributed import (DistContext, all_reduce_gradients, all_reduce_sum, broadcast_module, broadcast_object,
@@ -95,7 +95,8 @@ class Trainer:
         skipped = getattr(self.train_set, "skipped", [])
         if skipped:
             self.log.warning(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}")
-        self.images = ResidentImages(self.train_set, self.device, train_cfg["n_workers"], self.progress)
+        self.images = image_source(self.train_set, self.device, train_cfg["resident"], train_cfg["n_workers"],
+                                   self.progress)
         init_gen = torch.Generator().manual_seed(self.seed)
         self.model = build_model(cfg, self.train_set, lambda n: self.images.sample(n, init_gen), self.seed)
         if dist_ctx.enabled:
@@ -185,6 +186,13 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.images), generator=gen)
 
+    def _epoch_batches(self):
+        """This rank's batches for the rest of the current epoch, from batch_in_epoch on."""
+        order = self._epoch_order(self.epoch)
+        B = self.batch_size
+        chunks = [self._shard(order[b * B:(b + 1) * B]) for b in range(self.batch_in_epoch, self.iters_per_epoch)]
+        return iter(self.images.batches(chunks))
+
     def _shard(self, picked: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous part of the global batch."""
         n = picked.shape[0] // self.dist.world_size
@@ -224,15 +232,14 @@ class Trainer:
         counts = torch.zeros(self.model.L, self.model.n_candidates, dtype=torch.long, device=self.device)
         cluster_counts = counts.clone()
         window_start, window_iters = time.perf_counter(), 0
-        order, order_epoch = None, None
+        batches, batches_epoch = None, None
         bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.progress, desc="train",
                    unit="it", dynamic_ncols=True)
         while self.iteration < stop_at:
-            if order_epoch != self.epoch:
-                order, order_epoch = self._epoch_order(self.epoch), self.epoch
+            if batches_epoch != self.epoch:
+                batches, batches_epoch = self._epoch_batches(), self.epoch
             self.model.sprites_frozen = self.epoch < self.cfg["model"]["freeze_sprite"]
-            picked = order[self.batch_in_epoch * self.batch_size:(self.batch_in_epoch + 1) * self.batch_size]
-            out, loss = self.train_step(self.images.batch(self._shard(picked)))
+            out, loss = self.train_step(next(batches))
             loss_sum += loss
             step_counts = assignment_counts(out.sprite_idx, self.model.n_candidates)
             counts += step_counts

@@ -1,0 +1,60 @@
+"""Both image sources feed training the same pixels in the same order."""
+
+import torch
+
+from dti_sprites.data import get_dataset
+from dti_sprites.errors import ConfigError
+from dti_sprites.training import batches
+from dti_sprites.training.batches import ResidentImages, StreamedImages, image_source
+from dti_sprites.training.trainer import Trainer
+
+import pytest
+
+from conftest import assert_same_state, small_config
+
+
+def _trainer(tetro_dir, runs, **training):
+    cfg = small_config(training={"n_iterations": 16, **training}, dataset={"path": str(tetro_dir)})
+    return Trainer(cfg, "cpu", runs, tag="t", progress=False, quiet=True)
+
+
+def test_streamed_batches_equal_resident_batches(tetro_dir):
+    dataset = get_dataset("tetrominoes", tetro_dir.parent, "train")
+    resident = ResidentImages(dataset, torch.device("cpu"), progress=False)
+    streamed = StreamedImages(dataset, torch.device("cpu"), n_workers=2)
+    chunks = list(torch.randperm(len(dataset), generator=torch.Generator().manual_seed(3))[:40].split(8))
+    pairs = list(zip(resident.batches(chunks), streamed.batches(chunks), strict=True))
+    assert len(pairs) == 5
+    for a, b in pairs:
+        assert a.dtype == b.dtype == torch.float32 and torch.equal(a, b)
+    assert torch.equal(resident.batch(chunks[0]), streamed.batch(chunks[0]))
+
+
+def test_streamed_training_and_resume_match_resident_training(tetro_dir, tmp_path):
+    resident = _trainer(tetro_dir, tmp_path / "a", resident=True)
+    resident.run(max_iterations=16)
+    assert resident.epoch >= 1  # the comparison crosses an epoch boundary
+    streamed = _trainer(tetro_dir, tmp_path / "b", resident=False, n_workers=1)
+    assert isinstance(streamed.images, StreamedImages)
+    assert streamed.run(max_iterations=7) is None  # stop mid-epoch, then resume from the checkpoint
+    cfg = small_config(training={"n_iterations": 16, "resident": False, "resume": str(streamed.run_dir)},
+                       dataset={"path": str(tetro_dir)})
+    resumed = Trainer(cfg, "cpu", tmp_path / "b", progress=False, quiet=True)
+    resumed.run(max_iterations=9)
+    assert resumed.iteration == resident.iteration == 16
+    assert_same_state(resident.model.state_dict(), resumed.model.state_dict())
+
+
+def test_auto_keeps_images_resident_only_when_they_fit(tetro_dir, monkeypatch):
+    dataset = get_dataset("tetrominoes", tetro_dir.parent, "train")
+    cpu = torch.device("cpu")
+    assert batches.resident_bytes(dataset) == len(dataset) * 3 * 35 * 35
+    assert isinstance(image_source(dataset, cpu, "auto", 0, progress=False), ResidentImages)
+    monkeypatch.setattr(batches, "RESIDENT_SHARE_OF_RAM", 1e-12)
+    assert isinstance(image_source(dataset, cpu, "auto", 0, progress=False), StreamedImages)
+    assert isinstance(image_source(dataset, cpu, True, 0, progress=False), ResidentImages)
+
+
+def test_resident_key_is_checked():
+    with pytest.raises(ConfigError, match="training.resident"):
+        small_config(training={"resident": "sometimes"})
