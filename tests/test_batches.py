@@ -4,6 +4,7 @@ import torch
 
 from dti_sprites.data import get_dataset
 from dti_sprites.errors import ConfigError
+from dti_sprites.op_census import OpCensus
 from dti_sprites.training import batches
 from dti_sprites.training.batches import ResidentImages, StreamedImages, image_source
 from dti_sprites.training.trainer import Trainer
@@ -58,3 +59,25 @@ def test_auto_keeps_images_resident_only_when_they_fit(tetro_dir, monkeypatch):
 def test_resident_key_is_checked():
     with pytest.raises(ConfigError, match="training.resident"):
         small_config(training={"resident": "sometimes"})
+
+
+def test_training_iterations_never_wait_for_the_device(tetro_dir, tmp_path):
+    """Between logging intervals the loop only queues work: no .item(), no boolean masks."""
+    trainer = _trainer(tetro_dir, tmp_path, train_stat_interval=100, val_stat_interval=100,
+                       check_cluster_interval=100)
+    trainer._loop(1, None)  # warm-up outside the census
+    with OpCensus() as census:
+        trainer._loop(3, None)
+    assert trainer.iteration == 4
+    assert census.n_ops > 300  # forward, backward and the optimiser were all seen
+    assert census.ops["_fused_adam_"] == 3 * 2  # one fused update per parameter group
+    assert census.n_syncs == 0, dict(census.syncs)
+
+
+def test_census_sees_host_reads():
+    x = torch.arange(6.0)
+    with OpCensus() as census:
+        x.sum().item()
+        x[x > 2].sum()
+        x[torch.tensor([0, 2])].sum()  # integer indices queue without a read-back
+    assert dict(census.syncs) == {"_local_scalar_dense": 1, "index": 1}

@@ -16,7 +16,7 @@ def test_two_groups_with_overrides_and_per_group_gamma():
                                                "transformer": {"weight_decay": 1e-6}},
                                  "scheduler": {"name": "multi_step", "gamma": [1, 0.1], "milestones": [2]}})
     model = DTISprites(cfg["model"], (16, 16), 3)
-    opt = build_optimizer(model, cfg["training"]["optimizer"], torch.device("cpu"))
+    opt = build_optimizer(model, cfg["training"]["optimizer"])
     cluster, transformer = opt.param_groups
     assert cluster["lr"] == 5e-3 and transformer["lr"] == 1e-3 and transformer["weight_decay"] == 1e-6
     assert {id(p) for p in cluster["params"]} == {id(model.prototypes), id(model.masks), id(model.backgrounds)}

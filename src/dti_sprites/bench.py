@@ -3,6 +3,8 @@ data of a config's size: median ms per iteration, images per second, peak memory
 
 "late" is the state of most of a run (sprites unfrozen, every curriculum module on);
 "early" is the first epoch (sprites frozen, curricula at their start).
+Alongside the time: compute operators per step (each one at least a kernel launch on a GPU),
+host synchronisations per step (should be 0), and on CUDA the kernels the profiler saw.
 """
 
 import resource
@@ -14,6 +16,7 @@ import torch
 from .data import DATASETS
 from .errors import ConfigError
 from .model.sprites_model import DTISprites
+from .op_census import OpCensus
 from .training.optim import build_optimizer
 
 
@@ -40,20 +43,25 @@ def benchmark(cfg: dict, device: torch.device, phase: str = "late", steps: int =
     model.encoder_bf16 = cfg["training"]["amp"]
     if cfg["training"]["compile"]:
         model.encoder.compile()
-    optimizer = build_optimizer(model, cfg["training"]["optimizer"], device)
+    optimizer = build_optimizer(model, cfg["training"]["optimizer"])
     B = cfg["training"]["batch_size"]
     data = torch.rand(4, B, C, H, W, device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for i in range(warmup + steps):
-        _sync(device)
-        start = time.perf_counter()
-        out = model(data[i % 4])
+    batches = iter(range(10**9))
+
+    def step() -> None:
+        out = model(data[next(batches) % 4])
         loss = out.loss.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
+    times = []
+    for i in range(warmup + steps):
+        _sync(device)
+        start = time.perf_counter()
+        step()
         _sync(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
@@ -66,6 +74,26 @@ def benchmark(cfg: dict, device: torch.device, phase: str = "late", steps: int =
     if device.type == "cuda":
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         result["gpu"] = torch.cuda.get_device_name(device)
+        result["kernels_per_step"] = _count_kernels(step, device)
     else:
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if not cfg["training"]["compile"]:  # a dispatch mode and compiled graphs do not mix
+        with OpCensus() as census:
+            step()
+        result["ops_per_step"] = census.n_ops
+        result["host_syncs_per_step"] = census.n_syncs
+        if census.n_syncs:
+            result["host_syncs"] = dict(census.syncs)
     return result
+
+
+def _count_kernels(step, device: torch.device) -> int | None:
+    """Device kernels (and copies) one step launches, from the profiler; None if it cannot tell."""
+    from torch.profiler import ProfilerActivity, profile
+    try:
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            step()
+            _sync(device)
+        return sum(1 for event in prof.events() if event.device_type == torch.autograd.DeviceType.CUDA)
+    except (RuntimeError, AttributeError):
+        return None

@@ -6,8 +6,8 @@ import torch
 
 def assignment_counts(sprite_idx: torch.Tensor, n_candidates: int) -> torch.Tensor:
     """How many images chose each sprite in each layer: (L, B) -> (L, K'). No host sync."""
-    one_hot = torch.nn.functional.one_hot(sprite_idx, n_candidates)  # (L, B, K')
-    return one_hot.sum(1)
+    counts = torch.zeros(sprite_idx.shape[0], n_candidates, dtype=torch.long, device=sprite_idx.device)
+    return counts.scatter_add_(1, sprite_idx, torch.ones_like(sprite_idx))  # one_hot would read a min back
 
 
 def sprite_proportions(counts: torch.Tensor, n_sprites: int, has_empty: bool) -> torch.Tensor:

@@ -117,7 +117,7 @@ class Trainer:
         else:
             self.total_iters = train_cfg["n_epoches"] * self.iters_per_epoch
         n_epochs = math.ceil(self.total_iters / self.iters_per_epoch)
-        self.optimizer = build_optimizer(self.model, train_cfg["optimizer"], self.device)
+        self.optimizer = build_optimizer(self.model, train_cfg["optimizer"])
         self.scheduler = build_scheduler(self.optimizer, train_cfg["scheduler"], n_epochs)
         self.epoch = self.batch_in_epoch = self.iteration = 0
         self.elapsed_before, self.best_val_loss = 0.0, math.inf
