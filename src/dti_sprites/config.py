@@ -57,6 +57,7 @@ def _milestones(v):
 
 
 INT, FLOAT, BOOL, STR, LIST, NONE, DICT = int, float, bool, str, list, type(None), dict
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 INIT_CHOICES = ("constant", "gaussian", "sample", "mean", "random", "soup", "random_color", "kmeans")
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -124,9 +125,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "seed": Key((INT, NONE), None),
         "visualizer_port": Key((INT, NONE), None),
         "tensorboard": Key((BOOL,), False),
-        # Opt-in speed-ups that change numerics slightly: bf16 autocast of the encoder, torch.compile of it.
+        # Opt-in speed-ups that change numerics slightly: bf16 autocast of the encoder; torch.compile of
+        # the whole model (true = inductor's default mode, or a mode name: reduce-overhead adds CUDA graphs).
         "amp": Key((BOOL,), False),
-        "compile": Key((BOOL,), False),
+        "compile": Key((BOOL, STR), False, lambda v: None if v in (False, True, *COMPILE_MODES)
+                       else "true, false or a mode: " + ", ".join(COMPILE_MODES)),
         "pretrained": Key((STR, NONE), None),
         "resume": Key((STR, NONE), None),
         "eval_semantic": Key((BOOL,), True),

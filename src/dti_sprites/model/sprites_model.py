@@ -247,6 +247,17 @@ class DTISprites(nn.Module):
         self.prototypes[k] += torch.randn_like(self.prototypes[k]) * REASSIGN_NOISE_STD
 
 
+def compile_model(model: nn.Module, setting: bool | str) -> None:
+    """`training.compile`: torch.compile the whole forward in place (state_dict keys unchanged).
+
+    The late-phase forward is one graph without breaks, so selection and composition fuse
+    with the rest; "reduce-overhead" also replays it as CUDA graphs (no effect on a CPU).
+    """
+    if setting is False:
+        return
+    model.compile(mode=None if setting is True else setting)
+
+
 def _detach(tree):
     if tree is None:
         return None

@@ -22,7 +22,7 @@ from ..config import save_config, size_pair
 from ..data import DATASETS
 from ..errors import ConfigError, DTISpritesError
 from ..evaluation import evaluate_model
-from ..model.sprites_model import DTISprites
+from ..model.sprites_model import DTISprites, compile_model
 from ..monitoring import Monitor, build_monitor
 from .batches import image_source
 from .checkpoint import (BEST_CHECKPOINT_NAME, CHECKPOINT_NAME, check_compatible, find_latest_run, load_checkpoint,
@@ -31,10 +31,11 @@ from .distributed import (DistContext, all_reduce_gradients, all_reduce_sum, bro
                           use_global_batchnorm)
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_metrics
-from .reassign import assignment_counts, reassign_empty_clusters
+from .reassign import reassign_empty_clusters
 from .run_folder import MetricsTable, new_run_dir, setup_logger, write_scores
 from .signals import stop_on_signals
 from .snapshots import make_gifs, save_snapshots
+from .step_stats import StepStats
 
 N_SNAPSHOT_IMAGES = 4
 MODEL_NAME = "dti_sprites"
@@ -103,8 +104,7 @@ class Trainer:
             use_global_batchnorm(self.model)
         self.model.to(self.device)
         self.model.encoder_bf16 = train_cfg["amp"]
-        if train_cfg["compile"]:
-            self.model.encoder.compile()  # in place: state_dict keys stay those of the plain module
+        compile_model(self.model, train_cfg["compile"])
         self.snapshot_images = self.images.batch(torch.arange(min(N_SNAPSHOT_IMAGES, len(self.images))))
 
         self.batch_size = train_cfg["batch_size"]
@@ -123,6 +123,7 @@ class Trainer:
         self.elapsed_before, self.best_val_loss = 0.0, math.inf
         threshold = cfg["model"]["empty_cluster_threshold"]
         self.empty_threshold = threshold if threshold is not None else 0.2 / self.model.K
+        self.stats = StepStats(self.model.L, self.model.n_candidates, self.device)
 
         if resume is not None:
             self._restore(resume)
@@ -150,6 +151,7 @@ class Trainer:
             "optimizer_state": self.optimizer.state_dict(), "scheduler_state": self.scheduler.state_dict(),
             "epoch": self.epoch, "batch": self.batch_in_epoch, "iteration": self.iteration, "seed": self.seed,
             "elapsed": self._elapsed(), "best_val_loss": self.best_val_loss, "rng": rng_state(), "config": self.cfg,
+            "step_stats": self.stats.state_dict(),
         }
 
     def _restore(self, ckpt: dict) -> None:
@@ -159,6 +161,8 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.iteration = ckpt["epoch"], ckpt["batch"], ckpt["iteration"]
         self.seed, self.elapsed_before = ckpt["seed"], ckpt["elapsed"]
         self.best_val_loss = ckpt.get("best_val_loss", math.inf)
+        if "step_stats" in ckpt:
+            self.stats.load_state_dict(ckpt["step_stats"])
         set_rng_state(ckpt["rng"])
         self.log.info(f"resumed {self.run_dir} at iteration {self.iteration} (epoch {self.epoch})")
 
@@ -228,10 +232,8 @@ class Trainer:
         stop_at = self.total_iters if max_iterations is None else min(self.total_iters, self.iteration + max_iterations)
         self._start = time.perf_counter()
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        counts = torch.zeros(self.model.L, self.model.n_candidates, dtype=torch.long, device=self.device)
-        cluster_counts = counts.clone()
-        window_start, window_iters = time.perf_counter(), 0
+        stats = self.stats
+        window_start, timed_iters = time.perf_counter(), 0  # wall time covers this process's iterations only
         batches, batches_epoch = None, None
         bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.progress, desc="train",
                    unit="it", dynamic_ncols=True)
@@ -240,32 +242,28 @@ class Trainer:
                 batches, batches_epoch = self._epoch_batches(), self.epoch
             self.model.sprites_frozen = self.epoch < self.cfg["model"]["freeze_sprite"]
             out, loss = self.train_step(next(batches))
-            loss_sum += loss
-            step_counts = assignment_counts(out.sprite_idx, self.model.n_candidates)
-            counts += step_counts
-            cluster_counts += step_counts
+            stats.add(loss, out.sprite_idx)
             self.iteration += 1
             self.batch_in_epoch += 1
-            window_iters += 1
+            timed_iters += 1
             bar.update(1)
             if self.batch_in_epoch >= self.iters_per_epoch:
                 self._end_epoch()
 
             if self.iteration % cfg["train_stat_interval"] == 0:
-                mean_loss = float(all_reduce_sum(loss_sum, self.dist)) / (window_iters * self.dist.world_size)
-                all_reduce_sum(counts, self.dist)
+                mean_loss = float(all_reduce_sum(stats.loss_sum, self.dist)) / (stats.window_iters * self.dist.world_size)
+                all_reduce_sum(stats.counts, self.dist)
                 if not math.isfinite(mean_loss):
                     raise DTISpritesError(f"loss became {mean_loss} at iteration {self.iteration}; "
                                           f"the last good checkpoint is {self.run_dir / CHECKPOINT_NAME}")
                 seconds = time.perf_counter() - window_start
-                self._log_train(mean_loss, seconds / (window_iters * self.batch_size), counts)
+                self._log_train(mean_loss, seconds / (timed_iters * self.batch_size), stats.counts)
                 bar.set_postfix(loss=f"{mean_loss:.4g}")
-                loss_sum.zero_()
-                counts.zero_()
-                window_start, window_iters = time.perf_counter(), 0
+                stats.reset_window()
+                window_start, timed_iters = time.perf_counter(), 0
             if self.iteration % cfg["check_cluster_interval"] == 0:
-                self._reassign(all_reduce_sum(cluster_counts, self.dist))
-                cluster_counts.zero_()
+                self._reassign(all_reduce_sum(stats.cluster_counts, self.dist))
+                stats.reset_cluster_window()
             if self.iteration % cfg["val_stat_interval"] == 0 and self.dist.is_main:
                 self.validate()
             reason = self._stop_reason(budget, stop)
