@@ -67,6 +67,7 @@ def benchmark(cfg: dict, device: torch.device, phase: str = "late", steps: int =
     median = statistics.median(times)
     result = {
         "config_dataset": entry.name, "device": str(device), "phase": phase, "batch_size": B,
+        "amp": cfg["training"]["amp"], "compile": cfg["training"]["compile"],
         "steps": steps, "median_ms": median * 1000, "images_per_s": B / median,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
