@@ -35,6 +35,8 @@ def benchmark(cfg: dict, device: torch.device, phase: str = "late", steps: int =
         from .config import size_pair
         H, W = size_pair(cfg["dataset"]["img_size"], (H, W))
     torch.manual_seed(seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as in training
     model = DTISprites(cfg["model"], (H, W), C, sample_images=lambda n: torch.rand(n, C, H, W), seed=seed).to(device)
     if phase == "late":
         model.advance_curricula(10**9)

@@ -69,6 +69,8 @@ class Trainer:
                  tag: str = "default", progress: bool = True, quiet: bool = False,
                  dist_ctx: DistContext = DistContext()):
         self.cfg, self.device, self.dist = cfg, torch.device(device), dist_ctx
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN time its algorithms once
         self.progress = progress and dist_ctx.is_main
         train_cfg = cfg["training"]
         resume_from = train_cfg["resume"]
