@@ -61,11 +61,10 @@ def blend_terms(colors: torch.Tensor, masks: torch.Tensor, occlusion: torch.Tens
     layers in front, D what it hides of the others. Each candidate then costs one blend
     instead of a full composition. A, D (B, C, H, W); T (B, 1, H, W).
     """
-    G = _occluders(masks, occlusion)  # (L', L', B, 1, H, W)
-    transmittance = G[:, layer].prod(0)  # (B, 1, H, W); G[layer, layer] = 1
-    G_without = G.clone()
-    G_without[layer] = 1  # the varied layer occludes nobody in A
-    others = masks * colors * G_without.prod(0)  # (L', B, C, H, W): P_k
-    others[layer] = 0
+    in_front = occlusion[:, :, layer].T[..., None, None, None]  # (L', B, 1, 1, 1): δ[j, layer]
+    transmittance = (1 - in_front * masks).prod(0)  # (B, 1, H, W); δ[layer, layer] = 0
+    without = masks.clone()
+    without[layer] = 0  # the varied layer is absent from A and occludes nobody there
+    others = without * colors * _occluders(without, occlusion).prod(0)  # (L', B, C, H, W): P_k, P_layer = 0
     hidden_weight = occlusion[:, layer].T[..., None, None, None]  # (L', B, 1, 1, 1): δ[layer, k]
     return others.sum(0), transmittance, (hidden_weight * others).sum(0)
