@@ -163,7 +163,7 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.iteration = ckpt["epoch"], ckpt["batch"], ckpt["iteration"]
         self.seed, self.elapsed_before = ckpt["seed"], ckpt["elapsed"]
         self.best_val_loss = ckpt.get("best_val_loss", math.inf)
-        if "step_stats" in ckpt:
+        if "step_stats" in ckpt and self.dist.is_main:  # rank 0's windows; other ranks' partial windows are lost
             self.stats.load_state_dict(ckpt["step_stats"])
         set_rng_state(ckpt["rng"])
         self.log.info(f"resumed {self.run_dir} at iteration {self.iteration} (epoch {self.epoch})")
