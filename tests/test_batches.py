@@ -1,15 +1,17 @@
-"""Both image sources feed training the same pixels in the same order."""
+"""Both image sources feed training the same pixels in the same order, and training
+never makes the host wait for the device between logging intervals."""
 
+from types import SimpleNamespace
+
+import pytest
 import torch
 
 from dti_sprites.data import get_dataset
 from dti_sprites.errors import ConfigError
-from dti_sprites.op_census import OpCensus
+from dti_sprites.op_census import OpCensus, _copy_waits
 from dti_sprites.training import batches
 from dti_sprites.training.batches import ResidentImages, StreamedImages, image_source
 from dti_sprites.training.trainer import Trainer
-
-import pytest
 
 from conftest import assert_same_state, small_config
 
@@ -81,3 +83,24 @@ def test_census_sees_host_reads():
         x[x > 2].sum()
         x[torch.tensor([0, 2])].sum()  # integer indices queue without a read-back
     assert dict(census.syncs) == {"_local_scalar_dense": 1, "index": 1}
+
+
+def test_census_rules_for_copies_between_host_and_device():
+    """Judged on device types alone, so the rules are checked without a GPU."""
+    on = {kind: SimpleNamespace(device=torch.device(kind)) for kind in ("cpu", "cuda")}
+    to_copy, copy_ = torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default
+    assert _copy_waits(to_copy, (on["cpu"],), {"device": torch.device("cuda")})  # blocking upload
+    assert not _copy_waits(to_copy, (on["cpu"],), {"device": torch.device("cuda"), "non_blocking": True})
+    assert _copy_waits(to_copy, (on["cuda"],), {"device": torch.device("cpu"), "non_blocking": True})  # download
+    assert not _copy_waits(to_copy, (on["cuda"],), {"dtype": torch.float16})
+    assert _copy_waits(copy_, (on["cpu"], on["cuda"]), {})
+    assert not _copy_waits(copy_, (on["cuda"], on["cpu"], True), {})
+
+
+def test_resident_batches_upload_indices_once(tetro_dir):
+    dataset = get_dataset("tetrominoes", tetro_dir.parent, "train")
+    resident = ResidentImages(dataset, torch.device("cpu"), progress=False)
+    chunks = [torch.tensor([3, 1]), torch.tensor([0, 2, 5])]
+    got = list(resident.batches(chunks))
+    assert [b.shape[0] for b in got] == [2, 3] and torch.equal(got[1], resident.batch(chunks[1]))
+    assert list(resident.batches([])) == []

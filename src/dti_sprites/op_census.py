@@ -2,7 +2,7 @@
 
 On a GPU every compute operator is at least one kernel launch, and an operator whose output
 depends on tensor values (`.item()`, `bool(t)`, `nonzero`, boolean-mask indexing) makes the
-host wait for the device. Counting both below autograd, with a dispatch mode, measures the
+host wait for the device, as does a copy to the host or a blocking copy to the device. Counting both below autograd, with a dispatch mode, measures the
 launch overhead and the synchronisations of a training step on a CPU-only machine too.
 """
 
@@ -14,22 +14,32 @@ from torch.utils._python_dispatch import TorchDispatchMode
 _SYNC_TAGS = (torch.Tag.data_dependent_output, torch.Tag.dynamic_output_shape)
 _INDEX_OPS = {torch.ops.aten.index.Tensor, torch.ops.aten.index_put.default, torch.ops.aten.index_put_.default,
               torch.ops.aten._index_put_impl_.default}
-
-
 _COPY_OPS = {torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default}
 
 
-def _is_device_tensor(t) -> bool:
-    return isinstance(t, torch.Tensor) and t.device.type not in ("cpu", "meta")
+def _copy_waits(func, args, kwargs) -> bool:
+    """Device-to-host copies wait for the device; so do blocking host-to-device copies
+    (torch synchronises the stream after them unless non_blocking)."""
+    if func == torch.ops.aten.copy_.default:
+        dst_type, src = args[0].device.type, args[1]
+        non_blocking = args[2] if len(args) > 2 else kwargs.get("non_blocking", False)
+    else:  # _to_copy(src, *, device=..., non_blocking=...)
+        src, target = args[0], kwargs.get("device")
+        if target is None:
+            return False
+        dst_type, non_blocking = torch.device(target).type, kwargs.get("non_blocking", False)
+    src_type = src.device.type
+    if src_type == dst_type or "meta" in (src_type, dst_type):
+        return False
+    if dst_type == "cpu":
+        return True
+    return src_type == "cpu" and not non_blocking
 
 
 def _waits_for_device(func, args, kwargs) -> bool:
     """True when the operator's result shape or value must be read back by the host."""
-    if func in _COPY_OPS:  # a copy from the device into host memory
-        if func == torch.ops.aten.copy_.default:
-            return not _is_device_tensor(args[0]) and _is_device_tensor(args[1])
-        target = kwargs.get("device")
-        return _is_device_tensor(args[0]) and target is not None and torch.device(target).type == "cpu"
+    if func in _COPY_OPS:
+        return _copy_waits(func, args, kwargs)
     if func in _INDEX_OPS:  # integer indices are asynchronous; boolean masks are not
         indices = args[1] if len(args) > 1 else ()
         return any(t is not None and t.dtype == torch.bool for t in indices)

@@ -7,6 +7,7 @@ then renders only the chosen sprites with gradient, which gives the same loss an
 as differentiating the minimum over candidates.
 """
 
+import functools
 import itertools
 
 import torch
@@ -52,6 +53,14 @@ def greedy_select(cand_colors: torch.Tensor, cand_masks: torch.Tensor, backgroun
     return chosen
 
 
+@functools.lru_cache(maxsize=8)
+def _combinations(K: int, L: int, M: int, device: torch.device) -> torch.Tensor:
+    """Every (sprite per layer [, background]) tuple, built once per shape and device: a
+    fresh host-to-GPU copy at every step would make the host wait for the GPU."""
+    combos = itertools.product(*([range(K)] * L + ([range(M)] if M else [])))
+    return torch.tensor(list(combos), dtype=torch.long, device=device)
+
+
 def exhaustive_select(cand_colors: torch.Tensor, cand_masks: torch.Tensor, backgrounds: torch.Tensor | None,
                       occlusion: torch.Tensor | None, target: torch.Tensor, chunk: int = 64):
     """Try all K'^L (x M) combinations; returns (indices (L, B), background index (B,) or None).
@@ -60,8 +69,7 @@ def exhaustive_select(cand_colors: torch.Tensor, cand_masks: torch.Tensor, backg
     """
     L, K, B, C, H, W = cand_colors.shape
     M = 0 if backgrounds is None else backgrounds.shape[0]
-    combos = list(itertools.product(*([range(K)] * L + ([range(M)] if M else []))))
-    combos = torch.tensor(combos, dtype=torch.long, device=target.device)  # (n, L [+1])
+    combos = _combinations(K, L, M, target.device)  # (n, L [+1])
     errors = []
     for part in combos.split(chunk):
         n = part.shape[0]

@@ -62,8 +62,15 @@ class ResidentImages:
         return self.images[indices.to(self.device)].float().div_(255)
 
     def batches(self, index_chunks: list[torch.Tensor]) -> Iterator[torch.Tensor]:
-        """The batches of `index_chunks`, in order."""
-        return (self.batch(chunk) for chunk in index_chunks)
+        """The batches of `index_chunks`, in order.
+
+        The indices cross to the device in one copy: a blocking host-to-GPU copy per batch
+        would make the host wait for the GPU at every step.
+        """
+        if not index_chunks:
+            return iter(())
+        on_device = torch.cat(index_chunks).to(self.device).split([len(chunk) for chunk in index_chunks])
+        return (self.batch(chunk) for chunk in on_device)
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Up to n random images on the CPU, for data-driven initialisations."""
