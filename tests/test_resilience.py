@@ -108,13 +108,14 @@ def _gradient_worker(rank, world, init_file, cfg, images, out_path):
 
 
 def test_sharded_gradients_equal_the_full_batch_gradient(tmp_path):
-    """The DDP step computes the single-process gradient: global batch norm, averaged shards."""
+    """The DDP step computes the single-process gradient: global batch norm (encoder and
+    heads), averaged shards."""
     import torch.multiprocessing as mp
 
     from dti_sprites.model.sprites_model import DTISprites
 
     cfg = small_config(model={"encoder_name": "resnet20", "n_objects": 3, "pred_occlusion": True,
-                              "add_empty_sprite": True, "lambda_empty_sprite": 1e-4})
+                              "add_empty_sprite": True, "lambda_empty_sprite": 1e-4, "norm_layer": "bn"})
     images = torch.rand(8, 3, 35, 35)
     mp.spawn(_gradient_worker, args=(2, str(tmp_path / "init"), cfg, images, str(tmp_path / "grads.pt")), nprocs=2)
     sharded = torch.load(tmp_path / "grads.pt")

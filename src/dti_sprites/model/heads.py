@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batch_norm import across_ranks, global_batch_norm
+
 HIDDEN = 128
 
 
@@ -36,6 +38,7 @@ class HeadBank(nn.Module):
         self.last_weight = nn.Parameter(torch.zeros(n_heads, HIDDEN, out_features))
         self.last_bias = nn.Parameter(torch.zeros(n_heads, out_features))
         self.use_norm = norm_layer is not None
+        self.global_stats = False  # set under torchrun: norm statistics over every rank's shard
         if self.use_norm:
             self.norm_weight = nn.Parameter(torch.ones(n_heads, HIDDEN))
             self.norm_bias = nn.Parameter(torch.zeros(n_heads, HIDDEN))
@@ -60,8 +63,12 @@ class HeadBank(nn.Module):
         w1 = self.first_weight.permute(1, 0, 2).reshape(-1, n * h)
         z = torch.addmm(self.first_bias.reshape(-1), features, w1)  # (B, n*h)
         if self.use_norm:
-            z = F.batch_norm(z, self.running_mean.view(-1), self.running_var.view(-1),
-                             self.norm_weight.view(-1), self.norm_bias.view(-1), training=self.training)
+            norm_args = (z, self.running_mean.view(-1), self.running_var.view(-1), self.norm_weight.view(-1),
+                         self.norm_bias.view(-1))
+            if self.global_stats and self.training and across_ranks():
+                z = global_batch_norm(*norm_args)
+            else:
+                z = F.batch_norm(*norm_args, training=self.training)
         z = z.relu().view(B, n, h).transpose(0, 1)  # (n, B, h)
         for w, b in zip(self.hidden_weights, self.hidden_biases):
             z = torch.baddbmm(b.unsqueeze(1), z, w).relu()  # (n, B, h)

@@ -15,6 +15,8 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import DTISpritesError
+from ..model.batch_norm import across_ranks, global_batch_norm
+from ..model.heads import HeadBank
 
 
 @dataclass(frozen=True)
@@ -96,37 +98,27 @@ def broadcast_module(module: nn.Module, ctx: DistContext) -> None:
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d whose training statistics cover the global batch of all ranks.
-
-    Works with gloo on CPUs as well as NCCL (torch's SyncBatchNorm needs GPUs).
-    """
+    """BatchNorm2d whose training statistics cover the global batch of all ranks."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+        if not (self.training and across_ranks()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
-        count = torch.tensor([x.shape[0] * x.shape[2] * x.shape[3]], dtype=x.dtype, device=x.device)
-        stats = torch.cat([x.sum((0, 2, 3)), x.square().sum((0, 2, 3)), count])  # (2C + 1,)
-        stats = all_reduce(stats)
-        C = x.shape[1]
-        n = stats[-1]
-        mean = stats[:C] / n
-        var = (stats[C:2 * C] / n - mean.square()).clamp(min=0)
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-                momentum = self.momentum if self.momentum is not None else 1 / float(self.num_batches_tracked)
-                self.running_mean.mul_(1 - momentum).add_(momentum * mean)
-                self.running_var.mul_(1 - momentum).add_(momentum * var * n / (n - 1).clamp(min=1))
-        out = (x - mean.view(1, C, 1, 1)) * torch.rsqrt(var.view(1, C, 1, 1) + self.eps)
-        if self.affine:
-            out = out * self.weight.view(1, C, 1, 1) + self.bias.view(1, C, 1, 1)
-        return out
+        return global_batch_norm(x, self.running_mean if self.track_running_stats else None,
+                                 self.running_var if self.track_running_stats else None,
+                                 self.weight, self.bias, self.momentum, self.eps,
+                                 self.num_batches_tracked if self.track_running_stats else None)
 
 
 def use_global_batchnorm(module: nn.Module) -> nn.Module:
-    """Swap every BatchNorm2d of module for a GlobalBatchNorm2d with the same state."""
+    """Swap every BatchNorm2d of module for a GlobalBatchNorm2d with the same state, and
+    switch the heads' batch norm to global statistics."""
+    for head in module.modules():
+        if isinstance(head, HeadBank):
+            head.global_stats = True
+    return _swap_batchnorm(module)
+
+
+def _swap_batchnorm(module: nn.Module) -> nn.Module:
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d) and not isinstance(child, GlobalBatchNorm2d):
             replacement = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
@@ -135,5 +127,5 @@ def use_global_batchnorm(module: nn.Module) -> nn.Module:
             replacement.to(child.weight.device if child.affine else child.running_mean.device)
             setattr(module, name, replacement)
         else:
-            use_global_batchnorm(child)
+            _swap_batchnorm(child)
     return module
