@@ -43,16 +43,14 @@ bench() {  # CONFIG PHASE [--set ...]: append one JSON line, never stop the part
     tail -n 1 "$WORK/last.json" >>"$OUT/bench.jsonl"
 }
 
-make_data() {  # tetro.yml's images, generated once per machine
+make_data() {  # tetro.yml's images, once per machine (make-data publishes the folder only when complete)
     [ -d "$WORK/data/tetrominoes" ] && return 0
-    "$PY" -m dti_sprites make-data tetrominoes --out "$WORK/data/tetrominoes.partial" --n "$N_IMAGES" --seed 0 \
-        --no-progress && mv "$WORK/data/tetrominoes.partial" "$WORK/data/tetrominoes"
+    "$PY" -m dti_sprites make-data tetrominoes --out "$WORK/data/tetrominoes" --n "$N_IMAGES" --seed 0 --no-progress
 }
 
 run_bench() {
     "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" >>"$OUT/bench.log" 2>&1
     # The quality part's data, made on a spare core meanwhile: a call soon after finds it.
-    rm -rf "$WORK/data/tetrominoes.partial"
     make_data >>"$OUT/bench.log" 2>&1 &
     local data_pid=$!
     for variant in $VARIANTS; do
@@ -71,7 +69,6 @@ run_bench() {
 
 run_quality() {
     local data="$WORK/data"
-    rm -rf "$data/tetrominoes.partial"
     make_data || return 1
     rm -rf "$WORK/runs"
     "$PY" -m dti_sprites train --config tetro.yml --device "$DEVICE" --time-budget "$BUDGET" --no-progress \
@@ -81,8 +78,12 @@ run_quality() {
     for name in val_metrics.tsv train.log final_scores.json; do
         [ -f "$run/$name" ] && cp "$run/$name" "$OUT/"
     done
-    echo "== ARI-FG against seconds"
-    cut -f 1,3,5- "$run/val_metrics.tsv" 2>/dev/null | column -t
+    if [ -f "$run/val_metrics.tsv" ]; then
+        echo "== validation scores against seconds"
+        cut -f 1,3,5- "$run/val_metrics.tsv" | column -t
+    else
+        echo "== no validation ran within the budget (training.val_stat_interval)"
+    fi
 }
 
 case $part in

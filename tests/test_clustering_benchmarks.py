@@ -376,6 +376,15 @@ def test_resize_images_cli(folder_root, tmp_path, capsys):
     assert all(Image.open(tmp_path / "out" / o).size == (24, 24) for o in outs)
     ds = DATASETS.get("image_folder")(tmp_path / "out", "train", img_size=(24, 24))
     assert len(ds) == 6
+    with pytest.raises(SystemExit):  # an existing output is refused, not merged into
+        cli.main(["resize-images", str(src), str(tmp_path / "out"), "--no-progress"])
+    assert "already exists" in capsys.readouterr().err and len(list((tmp_path / "out").rglob("*.png"))) == 6
+    only_broken = tmp_path / "broken"
+    only_broken.mkdir()
+    (only_broken / "x.jpg").write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(SystemExit):
+        cli.main(["resize-images", str(only_broken), str(tmp_path / "o3"), "--no-progress"])
+    assert not (tmp_path / "o3").exists() and not list(tmp_path.glob("o3.partial-*"))  # nothing half-written
     with pytest.raises(SystemExit):
         cli.main(["resize-images", str(tmp_path / "nowhere"), str(tmp_path / "o2"), "--no-progress"])
     assert "not found" in capsys.readouterr().err

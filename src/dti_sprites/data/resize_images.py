@@ -3,7 +3,8 @@
 Used by `python -m dti_sprites resize-images` and `process_insta_santa.sh`. Every image under
 the source folder (recursively) is centre cropped to the target aspect ratio and resized
 (or only resized), converted to RGB and written as PNG or JPEG under the output folder with
-its relative path kept. Unreadable files are skipped and reported by name.
+its relative path kept. Unreadable files are skipped and reported by name. The output
+folder must be new (or empty) and appears only once every image is written.
 """
 
 import sys
@@ -14,6 +15,7 @@ from tqdm import tqdm
 
 from ..errors import DataError
 from .image_files import RESIZE_POLICIES, fit_image, list_images, open_image
+from .writing import new_dataset_dir
 
 FORMATS = {"png": ".png", "jpg": ".jpg"}
 JPEG_QUALITY = 95
@@ -44,20 +46,21 @@ def resize_folder(src: str | Path, out: str | Path, size: tuple[int, int] = (128
     if out.resolve() == src.resolve():
         raise DataError(f"output folder {out} is the source folder; choose another so originals are kept")
     written, failed, taken = 0, [], set()
-    for path in tqdm(files, desc="resizing", unit="img", disable=not progress):
-        try:
-            img = fit_image(open_image(path), size, policy, Image.Resampling.BICUBIC)
-        except DataError as err:
-            failed.append(str(path))
-            print(f"skipped: {err}", file=sys.stderr)
-            continue
-        target = out / _output_name(path.relative_to(src), FORMATS[fmt], taken)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "jpg":
-            img.save(target, quality=JPEG_QUALITY)
-        else:
-            img.save(target)
-        written += 1
-    if written == 0:
-        raise DataError(f"no image of {src} could be read ({len(failed)} unreadable, e.g. {failed[0]})")
+    with new_dataset_dir(out, subfolders=()) as root:  # out appears complete or not at all
+        for path in tqdm(files, desc="resizing", unit="img", disable=not progress):
+            try:
+                img = fit_image(open_image(path), size, policy, Image.Resampling.BICUBIC)
+            except DataError as err:
+                failed.append(str(path))
+                print(f"skipped: {err}", file=sys.stderr)
+                continue
+            target = root / _output_name(path.relative_to(src), FORMATS[fmt], taken)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if fmt == "jpg":
+                img.save(target, quality=JPEG_QUALITY)
+            else:
+                img.save(target)
+            written += 1
+        if written == 0:
+            raise DataError(f"no image of {src} could be read ({len(failed)} unreadable, e.g. {failed[0]})")
     return written, failed
