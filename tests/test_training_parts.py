@@ -82,3 +82,25 @@ def test_kmeans_appearances_and_masks_share_their_clusters():
     protos = init_tensor("kmeans", 3, 3, (12, 12), 0.9, **common)
     masks = init_tensor("kmeans", 3, 1, (12, 12), 0.5, **common)
     assert torch.allclose(masks, protos.mean(1, keepdim=True))  # sprite k: one cluster for both
+
+
+def test_reassignment_can_judge_all_layers_pooled():
+    from dti_sprites.training.reassign import sprite_proportions
+
+    counts = torch.tensor([[96, 2, 2], [30, 35, 35], [30, 35, 35]])  # layer 0 settled on sprite 0
+    pooled = sprite_proportions(counts, 3, has_empty=False, layers="all")
+    assert torch.allclose(pooled, torch.tensor([156.0, 72.0, 72.0]).double() / 300)
+    torch.manual_seed(0)
+    drawn = {tuple(sprite_proportions(counts, 3, False).tolist()) for _ in range(30)}
+    assert (0.96, 0.02, 0.02) in drawn  # one random layer: sprites 1 and 2 look nearly empty
+
+
+def test_checkpoint_from_before_a_new_model_key_still_resumes():
+    from dti_sprites.errors import CheckpointError
+    from dti_sprites.training.checkpoint import check_compatible
+
+    current = small_config()["model"]
+    older = {k: v for k, v in current.items() if k != "reassign_layers"}  # written before the key existed
+    check_compatible(older, current)
+    with pytest.raises(CheckpointError, match="model.reassign_layers"):
+        check_compatible(older, {**current, "reassign_layers": "all"})

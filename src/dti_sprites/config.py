@@ -109,6 +109,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "use_clamp": Key((STR, BOOL), "soft"),
         "reassign_cluster": Key((BOOL,), True),
         "empty_cluster_threshold": Key((FLOAT, NONE), None, lambda v: v is None or _non_negative(v)),
+        # Which assignments judge a sprite empty: one layer drawn at random (the original) or all pooled.
+        "reassign_layers": Key((STR,), "random", _one_of("random", "all")),
     },
     "training": {
         "batch_size": Key((INT,), 32, _positive),

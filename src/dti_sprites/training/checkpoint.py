@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import SCHEMA
 from ..errors import CheckpointError
 
 CHECKPOINT_NAME = "model.pkl"
@@ -93,7 +94,11 @@ def load_trained_model(path: str | Path, device="cpu"):
 
 
 def check_compatible(saved: dict, current: dict) -> None:
-    """Refuse to resume with a model config that differs from the checkpoint's."""
+    """Refuse to resume with a model config that differs from the checkpoint's.
+
+    A key added to the schema after the checkpoint was written counts as its default.
+    """
+    saved = {**{k: key.default for k, key in SCHEMA["model"].items() if k not in saved}, **saved}
     differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differ:
         raise CheckpointError("checkpoint was trained with another model config; keys that differ: "

@@ -290,7 +290,8 @@ class Trainer:
     def _reassign(self, counts: torch.Tensor) -> None:
         if not self.cfg["model"]["reassign_cluster"] or self.model.sprites_frozen:
             return
-        restarted = reassign_empty_clusters(self.model, self.optimizer, counts, self.empty_threshold)
+        restarted = reassign_empty_clusters(self.model, self.optimizer, counts, self.empty_threshold,
+                                            self.cfg["model"]["reassign_layers"])
         if restarted:
             broadcast_module(self.model, self.dist)  # rank 0's draw of the restart noise wins
             self.log.info(f"iteration {self.iteration}: restarted sprites {restarted}")
