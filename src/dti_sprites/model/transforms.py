@@ -266,15 +266,14 @@ class ThinPlateSplineTransform(SpatialTransform):
         targets = self.control_points(beta.device, beta.dtype)  # (n, 2), n = G^2
         n = targets.size(0)
         sources = targets + beta.reshape(-1, n, 2)  # (N, n, 2)
-        # System [[K, P], [P^T, 0]] [w; a] = [sources; 0] is the same for every image, so the
-        # spline is linear in the sources: f(points) = design(points) S⁻¹[:, :n] sources.
-        # One small inverse per call instead of a batched solve, and inv_ex skips the
-        # singularity check that would make the host wait for a GPU (S is invertible).
+        # System [[K, P], [P^T, 0]] [w; a] = [sources; 0], one matrix shared by the batch.
+        # solve_ex skips the singularity check that would make the host wait for a GPU.
         design = _tps_design(targets, targets)  # (n, n + 3)
         side = torch.cat([design[:, n:].T, torch.zeros(3, 3, device=beta.device, dtype=beta.dtype)], dim=1)
         system = torch.cat([design, side], dim=0)  # (n + 3, n + 3)
-        weights = _tps_design(points, targets) @ torch.linalg.inv_ex(system).inverse[:, :n]  # (P, n)
-        return weights @ sources  # (P, n) @ (N, n, 2) -> (N, P, 2)
+        rhs = F.pad(sources, (0, 0, 0, 3))  # (N, n + 3, 2)
+        coeffs = torch.linalg.solve_ex(system.expand(rhs.size(0), -1, -1), rhs).result  # (N, n + 3, 2)
+        return _tps_design(points, targets) @ coeffs  # (P, n + 3) @ (N, n + 3, 2) -> (N, P, 2)
 
 
 @TRANSFORMS.register("morpho", "morphological")
