@@ -45,7 +45,16 @@ def _collate_uint8(items: Sequence) -> torch.Tensor:
     return _to_uint8(torch.stack([_images_of(item) for item in items]))
 
 
-class ResidentImages:
+class _ImageSource:
+    """What both sources share: random images for data-driven initialisations."""
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Up to n random images on the CPU."""
+        picked = torch.randperm(len(self), generator=generator)[:n]
+        return self.batch(picked).cpu()
+
+
+class ResidentImages(_ImageSource):
     """All training images as uint8 (N, C, H, W) on `device`; batches come out as floats."""
 
     def __init__(self, dataset, device: torch.device, n_workers: int = 0, progress: bool = True):
@@ -72,13 +81,8 @@ class ResidentImages:
         on_device = torch.cat(index_chunks).to(self.device).split([len(chunk) for chunk in index_chunks])
         return (self.batch(chunk) for chunk in on_device)
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """Up to n random images on the CPU, for data-driven initialisations."""
-        picked = torch.randperm(len(self), generator=generator)[:n]
-        return self.batch(picked).cpu()
 
-
-class StreamedImages:
+class StreamedImages(_ImageSource):
     """Batches read on demand by DataLoader workers and copied to `device` asynchronously."""
 
     def __init__(self, dataset, device: torch.device, n_workers: int = 0):
@@ -100,10 +104,6 @@ class StreamedImages:
                             prefetch_factor=prefetch, generator=_private_generator())
         for images in loader:
             yield images.to(self.device, non_blocking=pin).float().div_(255)
-
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        picked = torch.randperm(len(self), generator=generator)[:n]
-        return self.batch(picked).cpu()
 
 
 def resident_bytes(dataset) -> int:
