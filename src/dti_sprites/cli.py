@@ -173,6 +173,12 @@ def cmd_summarize(args) -> None:
     print(to_markdown(summary, args.title), end="")
 
 
+def cmd_visdom_server(args) -> None:
+    from .monitoring.visdom_server import serve
+
+    serve(args.port, args.host, args.env_path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dti-sprites", description="DTI-Sprites: layered decomposition "
                                      "of images into learned sprites.")
@@ -267,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     summarize.add_argument("--out", help="also write OUT.tsv and OUT.md")
     summarize.add_argument("--title", default="Final scores", help="heading of the Markdown table")
     summarize.set_defaults(func=cmd_summarize)
+
+    visdom = sub.add_parser("visdom-server", help="serve visdom's live page (training.visualizer_port), "
+                            "offline: no script is downloaded")
+    visdom.add_argument("--port", type=int, default=8097, help="the port that training.visualizer_port names")
+    visdom.add_argument("--host", default="localhost",
+                        help="address to listen on; 0.0.0.0 opens the page (no login) to other machines")
+    visdom.add_argument("--env-path", default=None, help="folder of saved visdom environments (default ~/.visdom/)")
+    visdom.set_defaults(func=cmd_visdom_server)
     return parser
 
 

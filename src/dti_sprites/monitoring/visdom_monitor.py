@@ -2,9 +2,12 @@
 
 One visdom environment per run, named after the run folder (`<dataset>_<MMDD>_<tag>`).
 Each scalar group ("train", "proportions", "val", "final") is one line-plot window with a
-line per value; each image grid ("sprites", "masks", ...) is one image window, replaced at
-every validation. Start a server with `python -m visdom.server -port 8097` and open
-http://localhost:8097 in a browser.
+line per value, except values of a unit or scale of their own (`OWN_WINDOW`: loss, ms per
+image, learning rate), which get a window each (`train_loss`, `val_loss`, ...): on one linear
+axis a loss of 0.1 and a learning rate of 0.001 are flat lines under 16 ms per image. Each
+image grid ("sprites", "masks", ...) is one image window, replaced at every validation. Start
+a server with `python -m dti_sprites visdom-server --port 8097` (see visdom_server.py for
+why not `python -m visdom.server`) and open the page the training log names.
 
 Monitoring must never stop training: a server that cannot be reached at start gives one
 warning and no monitor; one that goes away later gives one warning and the monitor falls
@@ -24,6 +27,10 @@ log = logging.getLogger(__name__)
 
 # Tiny sprites (24 px) are unreadable at native size in a browser: upscale grid cells to this.
 MIN_CELL_PX = 64
+# Scalar names plotted alone rather than in their group's window, with their y axis type; the
+# others in a group (scores, sprite proportions) share one scale, [0, 1]. Learning rates span
+# decades (and a constant 0.001 reads as 0 on plotly's linear axis around it).
+OWN_WINDOW = {"loss": "linear", "time_per_img_ms": "linear", "lr": "log"}
 
 
 def env_name(run_dir) -> str:
@@ -52,18 +59,25 @@ class VisdomMonitor(Monitor):
 
     def scalars(self, step, group, values):
         values = {k: float(v) for k, v in values.items() if math.isfinite(float(v))}
-        if not values:
-            return
+        shared = {k: v for k, v in values.items() if k not in OWN_WINDOW}
+        if shared:
+            self._plot(step, group, group, shared)
+        for name, axis in OWN_WINDOW.items():
+            if name in values:
+                self._plot(step, f"{group}_{name}", f"{group}: {name}", {name: values[name]}, axis)
+
+    def _plot(self, step: int, win: str, title: str, values: dict[str, float], axis: str = "linear") -> None:
+        """Append one point per value to window `win`, one line per value (created on first use)."""
         names = list(values)
         Y = torch.tensor([[values[n] for n in names]])  # (1, n_lines)
         X = torch.full_like(Y, float(step))
         if len(names) == 1:
             Y, X = Y[0], X[0]  # visdom wants 1-D for a single line
-        first = group not in self._lines
-        opts = dict(title=group, legend=names, xlabel="iteration", showlegend=True)
-        self._call(f"plot {group!r}", self.vis.line, Y=Y, X=X, win=group, env=self.env, opts=opts,
+        first = win not in self._lines
+        opts = dict(title=title, legend=names, xlabel="iteration", ytype=axis, showlegend=True)
+        self._call(f"plot {win!r}", self.vis.line, Y=Y, X=X, win=win, env=self.env, opts=opts,
                    update=None if first else "append")
-        self._lines.add(group)
+        self._lines.add(win)
 
     def images(self, step, grids):
         for name, (batch, nrow) in grids.items():
@@ -74,8 +88,9 @@ class VisdomMonitor(Monitor):
             if factor > 1:
                 batch = F.interpolate(batch, scale_factor=factor, mode="nearest")
             grid = make_grid(batch, nrow=nrow, padding=2, pad_value=1).numpy()  # (3, H', W')
+            # No caption: visdom shows one twice (over the image and under it); the title has it all.
             self._call(f"image {name!r}", self.vis.image, grid, win=name, env=self.env,
-                       opts=dict(title=f"{name} (iteration {step})", caption=f"iteration {step}"))
+                       opts=dict(title=f"{name} (iteration {step})"))
 
     def close(self):
         if not self.failed:
@@ -105,8 +120,8 @@ def connect_visdom(port: int, run_dir, server: str = "http://localhost"):
         quiet.setLevel(level)
     if not connected:
         log.warning(f"visdom: no server answers at {server}:{port}; training goes on without live plots "
-                    f"(start one with `python -m visdom.server -port {port}`)")
+                    f"(start one with `python -m dti_sprites visdom-server --port {port}`)")
         return None
-    log.info(f"visdom: live plots at {server}:{port}, environment {env}")
+    log.info(f"visdom: live plots at {server}:{port}/env/{env}")
     return VisdomMonitor(client, env)
 
