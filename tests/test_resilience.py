@@ -161,14 +161,20 @@ def test_corrupt_image_is_named(tetro_dir, tmp_path):
     assert "7.png" in line
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_run_folder(tetro_dir, tmp_path):
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    runs.chmod(0o500)
-    line = _cli_error(["train", "--config", str(_write_config(tmp_path / "c.yml", tetro_dir)), "--device", "cpu",
-                       "--runs-root", str(runs)])
-    assert "cannot be written" in line
+    """Root (as CI runs) writes even in a read-only folder, so a runs root under a regular file
+    is checked for every user, and a read-only one too where the user is not root."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    roots = [blocker / "runs"]
+    if os.geteuid() != 0:
+        roots.append(tmp_path / "read_only")
+        roots[-1].mkdir()
+        roots[-1].chmod(0o500)
+    config = _write_config(tmp_path / "c.yml", tetro_dir)
+    for runs in roots:
+        line = _cli_error(["train", "--config", str(config), "--device", "cpu", "--runs-root", str(runs)])
+        assert "cannot be written" in line and str(runs) in line, line
 
 
 def test_unwritable_run_folder_as_a_file(tetro_dir, tmp_path):
