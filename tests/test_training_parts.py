@@ -88,11 +88,45 @@ def test_reassignment_can_judge_all_layers_pooled():
     from dti_sprites.training.reassign import sprite_proportions
 
     counts = torch.tensor([[96, 2, 2], [30, 35, 35], [30, 35, 35]])  # layer 0 settled on sprite 0
-    pooled = sprite_proportions(counts, 3, has_empty=False, layers="all")
+    pooled = sprite_proportions(counts, 3, has_empty=False, pooled=True)
     assert torch.allclose(pooled, torch.tensor([156.0, 72.0, 72.0]).double() / 300)
     torch.manual_seed(0)
-    drawn = {tuple(sprite_proportions(counts, 3, False).tolist()) for _ in range(30)}
+    drawn = {tuple(sprite_proportions(counts, 3, False, pooled=False).tolist()) for _ in range(30)}
     assert (0.96, 0.02, 0.02) in drawn  # one random layer: sprites 1 and 2 look nearly empty
+
+
+def test_split_rule_spreads_restarts_over_the_busiest_sprites():
+    from dti_sprites.training.reassign import plan_restarts
+
+    props = torch.tensor([0.40, 0.0, 0.25, 0.005, 0.0, 0.345]).double()  # K = 6, threshold 0.2 / 6
+    assert plan_restarts(props, 0.2 / 6, "original") == [(1, 0), (3, 0), (4, 0)]
+    # Emptiest first, each from a different over-used sprite (share above 1/6), busiest first.
+    assert plan_restarts(props, 0.2 / 6, "split") == [(1, 0), (4, 5), (3, 2)]
+    # One over-used sprite: one copy per check; the other empty sprites wait for the next one.
+    crowded = torch.tensor([0.84, 0.0, 0.0, 0.0, 0.08, 0.08]).double()
+    assert plan_restarts(crowded, 0.2 / 6, "split") == [(1, 0)]
+    balanced = torch.full((6,), 1 / 6).double()
+    assert plan_restarts(balanced, 0.2 / 6, "split") == []
+
+
+def test_a_layer_settled_on_one_sprite_restarts_nothing_under_split():
+    """The demo's collapse: one layer always picks sprite 0. The original rule, when it draws that
+    layer, restarts every other sprite as a copy of sprite 0; split judges all layers pooled."""
+    from dti_sprites.training.reassign import plan_restarts, sprite_proportions
+
+    counts = torch.tensor([[100, 0, 0, 0], [0, 34, 33, 33], [0, 33, 34, 33]])
+    assert plan_restarts(sprite_proportions(counts, 4, False, pooled=True), 0.05, "split") == []
+    layer0 = sprite_proportions(counts[:1], 4, False, pooled=False)
+    assert plan_restarts(layer0, 0.05, "original") == [(1, 0), (2, 0), (3, 0)]
+
+
+def test_old_reassign_layers_key_reads_as_its_rule():
+    from dti_sprites.config import validate
+
+    cfg = small_config()
+    cfg["model"].pop("reassign_rule")
+    assert validate({**cfg, "model": {**cfg["model"], "reassign_layers": "all"}})["model"]["reassign_rule"] == "pooled"
+    assert validate({**cfg, "model": {**cfg["model"], "reassign_layers": "random"}})["model"]["reassign_rule"] == "original"
 
 
 def test_checkpoint_from_before_a_new_model_key_still_resumes():
@@ -100,7 +134,11 @@ def test_checkpoint_from_before_a_new_model_key_still_resumes():
     from dti_sprites.training.checkpoint import check_compatible
 
     current = small_config()["model"]
-    older = {k: v for k, v in current.items() if k != "reassign_layers"}  # written before the key existed
+    older = {k: v for k, v in current.items() if k != "reassign_rule"}  # written before the key existed
     check_compatible(older, current)
-    with pytest.raises(CheckpointError, match="model.reassign_layers"):
-        check_compatible(older, {**current, "reassign_layers": "all"})
+    with pytest.raises(CheckpointError, match="model.reassign_rule"):
+        check_compatible(older, {**current, "reassign_rule": "pooled"})
+    renamed = {**older, "reassign_layers": "random"}  # written under the key's old name
+    with pytest.raises(CheckpointError, match="'original' vs 'split'"):
+        check_compatible(renamed, current)
+    check_compatible(renamed, {**current, "reassign_rule": "original"})

@@ -109,8 +109,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "use_clamp": Key((STR, BOOL), "soft"),
         "reassign_cluster": Key((BOOL,), True),
         "empty_cluster_threshold": Key((FLOAT, NONE), None, lambda v: v is None or _non_negative(v)),
-        # Which assignments judge a sprite empty: one layer drawn at random (the original) or all pooled.
-        "reassign_layers": Key((STR,), "random", _one_of("random", "all")),
+        # How empty sprites are found and restarted (training/reassign.py): split (default), pooled,
+        # or original (the paper's: one random layer judges, its most used sprite is copied everywhere).
+        "reassign_rule": Key((STR,), "split", _one_of("split", "pooled", "original")),
     },
     "training": {
         "batch_size": Key((INT,), 32, _positive),
@@ -214,6 +215,8 @@ def validate(raw: dict) -> dict:
     unknown = sorted(set(raw) - set(SCHEMA))
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown config section; expected {', '.join(SCHEMA)}")
+    if isinstance(raw.get("model"), dict):
+        raw = {**raw, "model": upgrade_model_keys(raw["model"])}
     cfg = {name: _validate_section(raw.get(name), schema, name) for name, schema in SCHEMA.items()}
     train, model = cfg["training"], cfg["model"]
 
@@ -250,6 +253,21 @@ def validate(raw: dict) -> dict:
     if model["pred_occlusion"] and model["n_objects"] < 2:
         raise ConfigError("model.pred_occlusion: needs model.n_objects >= 2 (there is no order to predict)")
     return cfg
+
+
+# Renamed model keys: old name -> (new name, old value -> new value). Old configs and checkpoints keep working.
+RENAMED_MODEL_KEYS = {"reassign_layers": ("reassign_rule", {"random": "original", "all": "pooled"})}
+
+
+def upgrade_model_keys(model: dict) -> dict:
+    """A model section with renamed keys under their current names (values mapped)."""
+    model = dict(model)
+    for old, (new, values) in RENAMED_MODEL_KEYS.items():
+        if old in model and new not in model:
+            value = model.pop(old)
+            model[new] = values.get(value, value)
+        model.pop(old, None)
+    return model
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> dict:

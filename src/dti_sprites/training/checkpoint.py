@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import SCHEMA
+from ..config import SCHEMA, upgrade_model_keys
 from ..errors import CheckpointError
 
 CHECKPOINT_NAME = "model.pkl"
@@ -98,6 +98,7 @@ def check_compatible(saved: dict, current: dict) -> None:
 
     A key added to the schema after the checkpoint was written counts as its default.
     """
+    saved = upgrade_model_keys(saved)
     saved = {**{k: key.default for k, key in SCHEMA["model"].items() if k not in saved}, **saved}
     differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differ:

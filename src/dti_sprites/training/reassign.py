@@ -1,7 +1,24 @@
-"""Empty-cluster reassignment (SPEC §2.3): a sprite that explains almost nothing restarts
-as a noisy copy of the most used one, optimiser moments included."""
+"""Empty-cluster reassignment: a sprite that explains almost nothing is restarted as a noisy
+copy of a busy one, optimiser moments included (docs: paper §3.3, "empty clusters").
+
+Three rules, by name (`model.reassign_rule`):
+
+- `original`, the paper's: the proportions of ONE layer drawn at random judge every sprite,
+  and every sprite below the threshold becomes a copy of that layer's most used sprite.
+  A sprite that is common overall but rare in the drawn layer is thrown away, and when a
+  layer has settled on one blurry sprite, that sprite is copied over all the others at
+  once: the collapse seen on the demo.
+- `pooled`: the same copy, judged on the assignments of all layers pooled.
+- `split` (the default): pooled judgement, and each empty sprite splits a *different*
+  over-used sprite (one whose share is above the mean, 1/K), busiest first, one copy per
+  source per check. Sprites left over wait for the next check. A blurry sprite that carries
+  several shapes is split in two, as k-means splits its largest cluster, but never
+  copied everywhere.
+"""
 
 import torch
+
+RULES = ("split", "pooled", "original")
 
 
 def assignment_counts(sprite_idx: torch.Tensor, n_candidates: int) -> torch.Tensor:
@@ -10,15 +27,14 @@ def assignment_counts(sprite_idx: torch.Tensor, n_candidates: int) -> torch.Tens
     return counts.scatter_add_(1, sprite_idx, torch.ones_like(sprite_idx))  # one_hot would read a min back
 
 
-def sprite_proportions(counts: torch.Tensor, n_sprites: int, has_empty: bool, layers: str = "random") -> torch.Tensor:
-    """Proportions (K,) of one layer drawn at random (L > 1), the empty sprite left out.
+def sprite_proportions(counts: torch.Tensor, n_sprites: int, has_empty: bool, pooled: bool) -> torch.Tensor:
+    """Proportions (K,) of the sprites, the empty sprite left out.
 
-    layers="all" pools the counts of every layer instead: one layer that settles on a single
-    sprite then no longer makes every other sprite look empty.
+    counts (L, K'): pooled sums the layers; otherwise one layer is drawn at random (L > 1).
     With an empty sprite the proportions are divided by the largest one, so a sprite is
     judged against the busiest sprite rather than against the share the empty one took.
     """
-    if layers == "all":
+    if pooled:
         counts = counts.sum(0).double()
     else:
         layer = int(torch.randint(counts.shape[0], (1,))) if counts.shape[0] > 1 else 0
@@ -30,14 +46,29 @@ def sprite_proportions(counts: torch.Tensor, n_sprites: int, has_empty: bool, la
     return props
 
 
+def plan_restarts(props: torch.Tensor, threshold: float, rule: str) -> list[tuple[int, int]]:
+    """(empty sprite, source sprite) pairs for proportions props (K,)."""
+    K = props.shape[0]
+    order = sorted(range(K), key=lambda k: (-float(props[k]), k))  # busiest first
+    most_used = order[0]
+    empty = [k for k in range(K) if props[k] < threshold and k != most_used]
+    if rule in ("original", "pooled"):
+        return [(k, most_used) for k in empty]
+    empty.sort(key=lambda k: (float(props[k]), k))  # emptiest first
+    fair_share = float(props.mean())  # 1/K, or its equivalent when props were divided by the largest
+    sources = [k for k in order if props[k] > fair_share] or [most_used]
+    return list(zip(empty, sources))
+
+
 def reassign_empty_clusters(model, optimizer, counts: torch.Tensor, threshold: float,
-                            layers: str = "random") -> list[int]:
-    """Restart every sprite whose proportion is below threshold; return their indices."""
-    props = sprite_proportions(counts.cpu(), model.K, model.add_empty_sprite, layers)
-    most_used = int(props.argmax())
-    restarted = [k for k in range(model.K) if props[k] < threshold and k != most_used]
-    for k in restarted:
-        model.restart_sprite(k, most_used, optimizer)
-    if restarted:
-        model.jitter_sprite(most_used)
-    return restarted
+                            rule: str = "split") -> list[tuple[int, int]]:
+    """Restart the empty sprites by `rule`; return the (restarted, copied from) pairs."""
+    if rule not in RULES:
+        raise ValueError(f"unknown reassignment rule {rule!r}; expected one of {', '.join(RULES)}")
+    props = sprite_proportions(counts.cpu(), model.K, model.add_empty_sprite, pooled=rule != "original")
+    plan = plan_restarts(props, threshold, rule)
+    for dst, src in plan:
+        model.restart_sprite(dst, src, optimizer)
+    for src in sorted({src for _, src in plan}):
+        model.jitter_sprite(src)
+    return plan

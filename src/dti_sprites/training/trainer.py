@@ -291,10 +291,11 @@ class Trainer:
         if not self.cfg["model"]["reassign_cluster"] or self.model.sprites_frozen:
             return
         restarted = reassign_empty_clusters(self.model, self.optimizer, counts, self.empty_threshold,
-                                            self.cfg["model"]["reassign_layers"])
+                                            self.cfg["model"]["reassign_rule"])
         if restarted:
             broadcast_module(self.model, self.dist)  # rank 0's draw of the restart noise wins
-            self.log.info(f"iteration {self.iteration}: restarted sprites {restarted}")
+            pairs = ", ".join(f"{dst}<-{src}" for dst, src in restarted)
+            self.log.info(f"iteration {self.iteration}: restarted sprites (restarted<-copied from) {pairs}")
 
     def _end_epoch(self) -> None:
         self.epoch += 1
