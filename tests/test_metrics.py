@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 from dti_sprites.evaluation.metrics import (
     ConfusionMatrix,
     adjusted_rand_index,
-    instance_scores,
+    mean_ari,
     semantic_scores,
 )
 
@@ -78,19 +78,58 @@ def test_ari_is_nan_without_valid_pixels():
     assert math.isnan(ours[0]) and ours[1] == 1.0
 
 
-def test_instance_scores_skip_images_without_foreground():
+def test_mean_ari_skips_images_without_foreground():
     true = torch.zeros(2, 4, 4, dtype=torch.long)  # (B, H, W)
     true[0, :2] = 1
     true[0, 2:, :2] = 2
     pred = true.clone()
     pred[0, 0, 0] = 2  # one wrong pixel in image 0; image 1 has no foreground
-    scores = instance_scores(true, pred)
+    ari, ari_fg = mean_ari(true, pred), mean_ari(true, pred, foreground_only=True)
     flat_t, flat_p = true.reshape(2, -1), pred.reshape(2, -1)
-    ari = _sklearn_ari(flat_t, flat_p)
     fg = flat_t[0] != 0
-    assert scores["ari"] == pytest.approx(np.mean(ari))
-    assert scores["ari_fg"] == pytest.approx(adjusted_rand_score(flat_t[0][fg], flat_p[0][fg]))
-    assert isinstance(scores["ari"], float)
+    assert ari == pytest.approx(np.mean(_sklearn_ari(flat_t, flat_p)))
+    assert ari_fg == pytest.approx(adjusted_rand_score(flat_t[0][fg], flat_p[0][fg]))
+    assert isinstance(ari, float)
+
+
+def _two_objects_with_a_hole():
+    """One 1x6 image: true objects A (pixels 0-2) and B (3-4) on background (pixel 5). Layer 1
+    paints A red but its mask misses pixel 2; layer 2 paints B green; the background is dark green."""
+    from dti_sprites.model.sprites_model import Decomposition
+
+    red, green, dark_green = [1.0, 0, 0], [0, 1.0, 0], [0, 0.2, 0]
+    image = torch.tensor([red, red, red, green, green, dark_green]).T.reshape(1, 3, 1, 6)  # (B, C, H, W)
+    colors = torch.stack([torch.zeros(1, 3, 1, 6),  # background first
+                          torch.tensor(red)[None, :, None, None].expand(1, 3, 1, 6),
+                          torch.tensor(green)[None, :, None, None].expand(1, 3, 1, 6)])  # (L', B, C, H, W)
+    masks = torch.zeros(3, 1, 1, 1, 6)
+    masks[0] = 1
+    masks[1, ..., :2] = 1  # the hole: pixel 2
+    masks[2, ..., 3:5] = 1
+    occlusion = torch.tensor([[0.0, 0, 0], [1, 0, 0], [1, 1, 0]])[None]  # (B, L', L'): j in front of k
+    out = Decomposition(recon=image, loss=torch.zeros(1), sprite_idx=torch.zeros(2, 1, dtype=torch.long),
+                        bkg_idx=torch.zeros(1, dtype=torch.long), colors=colors, masks=masks,
+                        occlusion=occlusion, has_background=True)
+    true = torch.tensor([[[1, 1, 1, 2, 2, 0]]])  # (B, H, W)
+    return out, image, true
+
+
+def test_filled_ari_fg_gives_a_hole_to_the_layer_of_its_colour():
+    """The original's ARI-FG fills predicted background with the closest-colour layer: the hole
+    in A joins A (score 1), while the standard ARI-FG counts it as a third segment."""
+    from dti_sprites.evaluation.evaluate import fill_background, front_layer
+
+    out, image, true = _two_objects_with_a_hole()
+    plain = front_layer(out)
+    filled = fill_background(plain, out, image)
+    assert plain.tolist() == [[[1, 1, 0, 2, 2, 0]]]
+    assert filled.tolist() == [[[1, 1, 1, 2, 2, 2]]]  # true background is filled too, but ARI-FG skips it
+    assert torch.equal(front_layer(out, image), filled)  # what the figures and eval_with_bkg: false use
+    fg = slice(0, 5)
+    expected = adjusted_rand_score([1, 1, 1, 2, 2], plain[0, 0, fg].tolist())  # segments {0,1} {2} {3,4}
+    assert expected == pytest.approx(6 / 11)
+    assert mean_ari(true, plain, foreground_only=True) == pytest.approx(expected)
+    assert mean_ari(true, filled, foreground_only=True) == 1.0
 
 
 def test_confusion_matrix_accumulates_pred_by_true():

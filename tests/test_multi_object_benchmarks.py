@@ -276,10 +276,10 @@ def test_short_run_trains_and_evaluates(config, dsprites_dir, tmp_path):
     assert trainer.iteration == 3 and trainer.train_set.n_classes == n_classes
     assert len(trainer.eval_set) == n_images
     assert not torch.equal(before, trainer.model.prototypes.detach())  # sprites learned
-    assert {"ari", "ari_fg", "global_acc", "mean_iou"} <= set(scores)
-    assert all(np.isfinite(scores[k]) and -1 <= scores[k] <= 1 for k in ("ari", "ari_fg"))
+    assert {"ari", "ari_fg", "ari_fg_filled", "global_acc", "mean_iou"} <= set(scores)
+    assert all(np.isfinite(scores[k]) and -1 <= scores[k] <= 1 for k in ("ari", "ari_fg", "ari_fg_filled"))
     val_rows = (trainer.run_dir / "val_metrics.tsv").read_text().splitlines()
-    assert len(val_rows) == 2 and "ari_fg" in val_rows[0]  # header + the validation at iteration 2
+    assert len(val_rows) == 2 and "ari_fg_filled" in val_rows[0]  # header + the validation at iteration 2
 
 
 # --- download of the original archives (no network) --------------------------------------

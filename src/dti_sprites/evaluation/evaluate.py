@@ -3,6 +3,11 @@
 Predicted instance labels come from composing the layer index instead of colours, with
 hard masks (> 0.5) and hard occlusion (> 0.5): each pixel gets the front-most object layer
 covering it (1..L), 0 if none. Semantic labels do the same with sprite index + 1.
+
+`eval_with_bkg: false` gives the pixels left to the background to the object layer of
+closest colour (`fill_background`) before `ari` and the semantic scores. Whatever that
+setting, `ari_fg` scores the plain labels (the standard ARI-FG) and `ari_fg_filled` the
+filled ones: the ARI-FG of the original release, which the paper reports (SPEC §3).
 """
 
 import torch
@@ -10,7 +15,7 @@ from tqdm import tqdm
 
 from ..model.sprites_model import Decomposition
 from . import EVALUATORS
-from .metrics import ConfusionMatrix, instance_scores, semantic_scores
+from .metrics import ConfusionMatrix, mean_ari, semantic_scores
 
 
 def front_layer(decomposition: Decomposition, images: torch.Tensor | None = None) -> torch.Tensor:
@@ -26,11 +31,19 @@ def front_layer(decomposition: Decomposition, images: torch.Tensor | None = None
     objects = visible[offset:]  # (L, B, H, W)
     label = objects.argmax(0) + 1
     label = torch.where(objects.amax(0) > 0, label, torch.zeros_like(label))
-    if images is not None:
-        colors = decomposition.colors[offset:]  # (L, B, C, H, W)
-        closest = (colors - images.unsqueeze(0)).square().sum(2).argmin(0) + 1  # (B, H, W)
-        label = torch.where(label == 0, closest, label)
-    return label
+    return label if images is None else fill_background(label, decomposition, images)
+
+
+def fill_background(label: torch.Tensor, decomposition: Decomposition, images: torch.Tensor) -> torch.Tensor:
+    """Instance labels (B, H, W) with every 0 (no object layer covers it) replaced by the object
+    layer whose colour, mask aside, is closest to the image there: (B, H, W) in 1..L.
+
+    The original's `eval_with_bkg: false`: a hole in a predicted object, or an object the masks
+    miss, still counts towards the layer that paints it.
+    """
+    colors = decomposition.colors[int(decomposition.has_background):]  # (L, B, C, H, W)
+    closest = (colors - images.unsqueeze(0)).square().sum(2).argmin(0) + 1  # (B, H, W)
+    return torch.where(label == 0, closest, label)
 
 
 def semantic_labels(decomposition: Decomposition, instance: torch.Tensor) -> torch.Tensor:
@@ -48,20 +61,25 @@ def evaluate_multi_object(model, dataset, device, batch_size: int = 32, eval_sem
     was_training = model.training
     model.eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    true_inst, pred_inst, losses = [], [], []
+    true_inst, plain_inst, filled_inst, losses = [], [], [], []
     confusion = ConfusionMatrix(n_classes, model.n_candidates + 1) if eval_semantic and n_classes else None
     for images, inst, sem in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
         images = images.to(device)
         out = model(images)
-        label = front_layer(out, None if eval_with_bkg else images)
+        plain = front_layer(out)
+        filled = fill_background(plain, out, images)
         true_inst.append(inst)
-        pred_inst.append(label.cpu())
+        plain_inst.append(plain.cpu())
+        filled_inst.append(filled.cpu())
         losses.append(out.loss.cpu())
         if confusion is not None:
-            confusion.update(sem, semantic_labels(out, label).cpu())
+            confusion.update(sem, semantic_labels(out, plain if eval_with_bkg else filled).cpu())
     model.train(was_training)
     scores = {"loss": float(torch.cat(losses).mean())}
-    scores.update(instance_scores(torch.cat(true_inst), torch.cat(pred_inst)))
+    true_inst, plain_inst, filled_inst = torch.cat(true_inst), torch.cat(plain_inst), torch.cat(filled_inst)
+    scores["ari"] = mean_ari(true_inst, plain_inst if eval_with_bkg else filled_inst)
+    scores["ari_fg"] = mean_ari(true_inst, plain_inst, foreground_only=True)
+    scores["ari_fg_filled"] = mean_ari(true_inst, filled_inst, foreground_only=True)
     if confusion is not None:
         scores.update(semantic_scores(confusion.matrix))
     return scores

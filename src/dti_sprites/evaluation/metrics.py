@@ -1,7 +1,8 @@
 """Segmentation scores of the multi-object benchmarks (SPEC section 3).
 
-Instance: adjusted Rand index per image, over all pixels (`ari`) and over ground-truth
-foreground pixels only (`ari_fg`), computed batched in torch from contingency tables.
+Instance: adjusted Rand index per image, averaged, over all pixels (`ari`) or over
+ground-truth foreground pixels only (`ari_fg`), computed batched in torch from contingency
+tables.
 Semantic: a confusion matrix accumulated over batches, then predicted labels mapped to true
 classes by Hungarian matching before accuracy and IoU.
 
@@ -56,16 +57,15 @@ def adjusted_rand_index(true: torch.Tensor, pred: torch.Tensor, valid: torch.Ten
     return torch.where(n == 0, torch.full_like(ari, float("nan")), ari)
 
 
-def instance_scores(true_inst: torch.Tensor, pred_inst: torch.Tensor) -> dict[str, float]:
-    """Mean ARI over images on all pixels and on ground-truth foreground (true != 0).
+def mean_ari(true_inst: torch.Tensor, pred_inst: torch.Tensor, foreground_only: bool = False) -> float:
+    """ARI per image averaged over images, on all pixels or on ground-truth foreground (true != 0).
 
-    Images without foreground have no `ari_fg` and are left out of its mean.
+    Images without foreground have no foreground ARI and are left out of that mean.
     """
     true = true_inst.reshape(true_inst.shape[0], -1)  # (B, N)
     pred = pred_inst.reshape(pred_inst.shape[0], -1)  # (B, N)
-    ari = adjusted_rand_index(true, pred)  # (B,)
-    ari_fg = adjusted_rand_index(true, pred, valid=true != 0)  # (B,)
-    return {"ari": float(ari.mean()), "ari_fg": float(ari_fg.nanmean())}
+    ari = adjusted_rand_index(true, pred, valid=true != 0 if foreground_only else None)  # (B,)
+    return float(ari.nanmean() if foreground_only else ari.mean())
 
 
 class ConfusionMatrix:
