@@ -69,13 +69,25 @@ class TransformSequence(nn.Module):
             betas.append(None if head is None else head(features) + getattr(self, f"offset_{i}"))
         return betas
 
-    def forward(self, x: torch.Tensor, betas: list[torch.Tensor | None], out_size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, betas: list[torch.Tensor | None], out_size: tuple[int, int],
+                groups: int = 1) -> torch.Tensor:
         """Apply the active modules left to right.
 
-        x (N, Ch, h, w), betas[i] (N, d) -> (N, Ch', *out_size). Inactive modules are the
+        x (N, Ch, h, w), betas[i] (N / groups, d) -> (N, Ch', *out_size): each run of `groups`
+        consecutive inputs shares one β. Spatial modules then warp a group as one image of
+        groups * Ch channels: one sampling grid per group instead of one per input (the
+        candidate sprites of a layer share the layer's placement). Inactive modules are the
         identity; a final resample guarantees out_size when no active module resized.
         """
         for transform, beta, active in zip(self.transforms, betas, self.active):
-            if active and transform.kind != "identity":
+            if not active or transform.kind == "identity":
+                continue
+            if groups == 1:
                 x = transform(x, beta, out_size)
+            elif transform.kind == "spatial":
+                n, ch = x.shape[:2]
+                x = transform(x.reshape(n // groups, groups * ch, *x.shape[2:]), beta, out_size)
+                x = x.view(n, ch, *out_size)
+            else:
+                x = transform(x, beta.repeat_interleave(groups, 0), out_size)
         return resize(x, out_size)
