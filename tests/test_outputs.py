@@ -223,6 +223,17 @@ def test_summary_mean_and_sample_std(tmp_path, capsys):
         write_summary([runs[3]], tmp_path / "x")
 
 
+def test_summary_of_another_scores_file(tmp_path):
+    """multi_pipeline.sh's held-out scores: each run's heldout_scores.json, not its final scores."""
+    a = _fake_run(tmp_path, "a", {"ari_fg": 0.5})
+    b = _fake_run(tmp_path, "b", {"ari_fg": 0.5})
+    (a / "heldout_scores.json").write_text(json.dumps({"ari_fg": 0.8}))
+    summary = summarize([a, b], scores_file="heldout_scores.json")
+    assert summary["scores"]["ari_fg"]["values"] == [0.8] and summary["missing"] == [str(b)]
+    main(["summarize", str(a), "--scores-file", "heldout_scores.json", "--out", str(tmp_path / "h")])
+    assert "| ari_fg | 0.8000 ± 0.0000 | 1 |" in (tmp_path / "h.md").read_text()
+
+
 def test_summary_of_one_run_and_of_uneven_scores(tmp_path):
     a = _fake_run(tmp_path, "a", {"ari": 0.7, "nmi": 0.2})
     b = _fake_run(tmp_path, "b", {"ari": 0.9})

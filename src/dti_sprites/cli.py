@@ -166,10 +166,10 @@ def cmd_summarize(args) -> None:
     from .outputs.summary import summarize, to_markdown, write_summary
 
     if args.out:
-        summary = write_summary(args.runs, args.out, args.title)
+        summary = write_summary(args.runs, args.out, args.title, args.scores_file)
         print(f"wrote {args.out}.tsv and {args.out}.md", file=sys.stderr)
     else:
-        summary = summarize(args.runs)
+        summary = summarize(args.runs, args.scores_file)
     print(to_markdown(summary, args.title), end="")
 
 
@@ -272,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     summarize.add_argument("runs", nargs="+", help="run folders (each with final_scores.json)")
     summarize.add_argument("--out", help="also write OUT.tsv and OUT.md")
     summarize.add_argument("--title", default="Final scores", help="heading of the Markdown table")
+    summarize.add_argument("--scores-file", default="final_scores.json",
+                           help="which JSON file of each run to read, e.g. heldout_scores.json")
     summarize.set_defaults(func=cmd_summarize)
 
     visdom = sub.add_parser("visdom-server", help="serve visdom's live page (training.visualizer_port), "

@@ -1,6 +1,7 @@
 """Mean ± std of the final scores of several runs (one per seed), as TSV and Markdown.
 
-Reads `final_scores.json` of each run folder. The standard deviation is the sample one
+Reads `final_scores.json` of each run folder (or another scores file of theirs, such as the
+`heldout_scores.json` that multi_pipeline.sh writes when it scores the runs on other images). The standard deviation is the sample one
 (n − 1 in the denominator), as for "mean ± std over 5 runs" in papers; it is 0 for a single
 run. A run without final scores (failed, still training) is listed as missing and left out.
 `multi_pipeline.sh` calls this through `python -m dti_sprites summarize`.
@@ -13,11 +14,14 @@ from pathlib import Path
 from ..errors import DTISpritesError
 
 
-def read_scores(run_dirs: list[str | Path]) -> tuple[dict[str, dict], list[Path]]:
+SCORES_FILE = "final_scores.json"
+
+
+def read_scores(run_dirs: list[str | Path], scores_file: str = SCORES_FILE) -> tuple[dict[str, dict], list[Path]]:
     """run name -> scores for the runs that finished, and the run folders that did not."""
     scores, missing = {}, []
     for run in map(Path, run_dirs):
-        path = run / "final_scores.json"
+        path = run / scores_file
         if not path.is_file():
             missing.append(run)
             continue
@@ -37,16 +41,16 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
-def summarize(run_dirs: list[str | Path]) -> dict:
+def summarize(run_dirs: list[str | Path], scores_file: str = SCORES_FILE) -> dict:
     """{"runs": [names], "missing": [folders], "scores": {score: {"mean", "std", "n", "values"}}}.
 
     A score every run reports is summarised over all of them; a score some runs lack is
     summarised over those that have it (its n says how many).
     """
-    per_run, missing = read_scores(run_dirs)
+    per_run, missing = read_scores(run_dirs, scores_file)
     if not per_run:
         raise DTISpritesError("no run to summarise: none of " + ", ".join(str(p) for p in map(Path, run_dirs))
-                              + " holds final_scores.json")
+                              + f" holds {scores_file}")
     names = list(per_run)
     keys = list(dict.fromkeys(k for scores in per_run.values() for k in scores))
     table = {}
@@ -79,9 +83,10 @@ def to_markdown(summary: dict, title: str = "Final scores") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(run_dirs: list[str | Path], out_prefix: str | Path, title: str = "Final scores") -> dict:
+def write_summary(run_dirs: list[str | Path], out_prefix: str | Path, title: str = "Final scores",
+                  scores_file: str = SCORES_FILE) -> dict:
     """Write <out_prefix>.tsv and <out_prefix>.md; return the summary."""
-    summary = summarize(run_dirs)
+    summary = summarize(run_dirs, scores_file)
     out = Path(out_prefix)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_name(out.name + ".tsv").write_text(to_tsv(summary))
