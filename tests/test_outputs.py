@@ -18,6 +18,7 @@ from dti_sprites.evaluation.evaluate import front_layer
 from dti_sprites.outputs.decompose import explain, load_run
 from dti_sprites.outputs.figures import colorize, decomposition_strip, sprite_sheet
 from dti_sprites.outputs.summary import summarize, write_summary
+from dti_sprites.palette import label_palette
 from dti_sprites.training.trainer import Trainer
 
 from conftest import small_config
@@ -85,6 +86,7 @@ def test_report_of_an_unfinished_run_lists_what_is_missing(tmp_path):
     main(["report", "--run", str(run)])
     text = (run / "report.html").read_text()
     assert "has not finished" in text and "images/masked_sprites.png" in text
+    assert "status unknown" in text and "run_info.json is absent" in text
     assert "images/backgrounds.png" not in text  # optional: models without background have none
     with pytest.raises(SystemExit):
         main(["report", "--run", str(tmp_path / "absent")])
@@ -107,6 +109,7 @@ def test_decompose_command_writes_layers_labels_and_objects(run_dir, tetro_dir, 
     for folder in out.iterdir():
         names = {p.name for p in folder.iterdir()}
         assert names == {"input.png", "recon.png", "background.png", "instances.png", "semantic.png",
+                         "instances_color.png", "semantic_color.png",
                          "objects.json"} | {f"layer_{l}.png" for l in range(1, L + 1)}
         assert Image.open(folder / "layer_1.png").mode == "RGBA"
         inst = np.asarray(Image.open(folder / "instances.png"))
@@ -125,6 +128,13 @@ def test_decompose_command_writes_layers_labels_and_objects(run_dir, tetro_dir, 
             kinds = [(t["stage"], t["module"]) for t in layer["transformations"]]
             assert kinds == [("sprite", "color"), ("sprite", "affine"), ("layer", "color"), ("layer", "position")]
         assert np.all(sem[inst == 0] == 0)
+        # The raw label maps look black in a viewer; their previews carry the report's colours.
+        for name, labels, n in (("instances", inst, L + 1), ("semantic", sem, K + 2)):
+            preview = np.asarray(Image.open(folder / f"{name}_color.png"))
+            assert preview.shape == (35, 35, 3)
+            palette = (label_palette(n).numpy() * 255).round().astype(np.uint8)
+            assert np.array_equal(preview, palette[labels]), name
+            assert len(np.unique(preview.reshape(-1, 3), axis=0)) == len(np.unique(labels)) >= 2, name
         assert objects["background"]["transformations"][0]["module"] == "color"
     # The reconstruction error matches a direct forward pass of the resized input.
     direct = run.decompose([src / "img1.png"])[0]
@@ -255,3 +265,7 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     assert pixels.shape == (2000, 1200)
     assert pixels.std() > 20  # text, tables and pictures, not a blank page
     assert (pixels < 128).mean() > 0.01  # enough dark content (text, black tetromino backgrounds)
+    # The header's status badge is drawn: a block of its green near the top of the page.
+    rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)[:400]
+    badge = (np.abs(rgb - np.array([0x2a, 0x7d, 0x3a])).sum(-1) < 12).sum()
+    assert badge > 500, badge

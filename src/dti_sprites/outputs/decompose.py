@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from ..errors import DataError
 from ..evaluation.evaluate import front_layer, semantic_labels
+from ..palette import colorize
 from ..training.checkpoint import load_trained_model
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
@@ -45,6 +46,8 @@ CONVENTIONS = {
     "instances": "instances.png: for each pixel the front-most object layer whose mask exceeds 0.5, 0 where none "
                  "(the background)",
     "semantic": "semantic.png: sprite index + 1 of that layer, 0 for the background",
+    "previews": "instances_color.png and semantic_color.png: the same labels coloured for viewing (label 0 black, "
+                "each label one colour, as in the run's report)",
     "sprite": "index of the learned sprite the layer shows (0..n_sprites-1); index n_sprites is the empty sprite "
               "of models trained with add_empty_sprite",
     "empty": "true when the layer shows the empty sprite or its mask exceeds 0.5 nowhere",
@@ -89,8 +92,11 @@ class ImageDecomposition:
         return torch.cat([self.layer_colors[layer - 1], self.layer_masks[layer - 1]]).clamp(0, 1)
 
     def save(self, folder: str | Path) -> list[Path]:
-        """Write input.png, recon.png, layer_<l>.png, background.png, instances.png, semantic.png
-        and objects.json into `folder`; return the files written."""
+        """Write input.png, recon.png, layer_<l>.png, background.png, instances.png, semantic.png,
+        their coloured previews and objects.json into `folder`; return the files written.
+
+        instances.png and semantic.png hold raw labels (0, 1, 2...), near-black in a viewer:
+        instances_color.png and semantic_color.png show them with the report's colours."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         files = {"input.png": to_pil(self.image), "recon.png": to_pil(self.recon)}
@@ -100,6 +106,9 @@ class ImageDecomposition:
             files["background.png"] = to_pil(self.background)
         files["instances.png"] = _label_pil(self.instances)
         files["semantic.png"] = _label_pil(self.semantic)
+        n_layers, n_semantic = self.layer_colors.shape[0] + 1, self.objects["n_sprites"] + 2  # + empty sprite
+        files["instances_color.png"] = to_pil(colorize(self.instances[None], n_layers)[0])
+        files["semantic_color.png"] = to_pil(colorize(self.semantic[None], n_semantic)[0])
         written = []
         for name, img in files.items():
             img.save(folder / name)

@@ -11,7 +11,6 @@ For the first 32 images of the eval split, into the run's `images/`:
 Also the larger, labelled pictures used in the README (`sprite_sheet`, `decomposition_strip`).
 """
 
-import colorsys
 import logging
 import math
 import time
@@ -22,42 +21,21 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torchvision.utils import save_image
 
+from ..palette import colorize
+from ..training.snapshots import enlarge  # small images: nearest-neighbour to tiles of 64 px or more
 from .decompose import ImageDecomposition, explain, to_pil
 
 N_FIGURE_IMAGES = 32
 TRIPLETS_PER_ROW = 4
-MIN_CELL_PX = 64  # small images are upscaled (nearest) to at least this for legibility
 LAYER_BACKDROP = 0.8  # grey behind each object layer in layers_32.png
 
 log = logging.getLogger(__name__)
-
-
-def label_palette(n: int) -> torch.Tensor:
-    """n distinct colours (n, 3) in [0, 1]; label 0 is black (background)."""
-    colours = [(0.0, 0.0, 0.0)]
-    golden = 0.618033988749895
-    for i in range(1, n):
-        hue = (i * golden) % 1.0
-        value = 1.0 if i % 2 else 0.75  # alternate brightness so neighbours in hue still differ
-        colours.append(colorsys.hsv_to_rgb(hue, 0.85, value))
-    return torch.tensor(colours[:n], dtype=torch.float32)
-
-
-def colorize(labels: torch.Tensor, n_labels: int) -> torch.Tensor:
-    """Label maps (B, H, W) -> colour images (B, 3, H, W)."""
-    palette = label_palette(max(n_labels, int(labels.max()) + 1))
-    return palette[labels.cpu()].permute(0, 3, 1, 2)
 
 
 def _rgb(x: torch.Tensor) -> torch.Tensor:
     """(B, 1 or 3, H, W) -> (B, 3, H, W) on the CPU, clamped."""
     x = x.detach().float().cpu().clamp(0, 1)
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-
-
-def _upscale(x: torch.Tensor, min_cell: int = MIN_CELL_PX) -> torch.Tensor:
-    factor = max(1, math.ceil(min_cell / max(x.shape[-2:])))
-    return F.interpolate(x, scale_factor=factor, mode="nearest") if factor > 1 else x
 
 
 def _interleave(columns: list[torch.Tensor]) -> torch.Tensor:
@@ -116,7 +94,7 @@ def write_final_figures(model, dataset, folder: Path, device, fill_background: b
     written = {}
     for name, (columns, nrow) in views.items():
         path = folder / f"{name}.png"
-        save_image(_upscale(_interleave(columns)), path, nrow=nrow, padding=2, pad_value=1)
+        save_image(enlarge(_interleave(columns)), path, nrow=nrow, padding=2, pad_value=1)
         written[name] = path
     log.info(f"final figures of {images.shape[0]} images written to {folder} in {time.perf_counter() - start:.1f} s")
     return written

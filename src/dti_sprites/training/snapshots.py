@@ -3,19 +3,32 @@
 At each validation: sprites, masks, masked sprites, backgrounds, the transformed sprites of
 4 fixed training images and their reconstructions, as PNG grids under `images/`, with one
 frame per validation kept under `images/evolution/` for the final animated GIFs.
+
+The PNGs are enlarged (nearest neighbour, so pixels stay sharp) until each tile is at least
+MIN_TILE_PX wide: a 24-pixel sprite is otherwise a speck in a file viewer. Frames and GIFs
+keep the native size, as a long run gathers hundreds of frames; the report enlarges them.
 """
 
+import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torchvision.utils import save_image
 
 GIF_FRAME_MS = 200
+MIN_TILE_PX = 64
+
+
+def enlarge(tensor: torch.Tensor, min_tile: int = MIN_TILE_PX) -> torch.Tensor:
+    """(N, C, h, w) -> (N, C, f*h, f*w) with the smallest integer f making each tile >= min_tile."""
+    factor = max(1, math.ceil(min_tile / max(tensor.shape[-2:])))
+    return F.interpolate(tensor.float(), scale_factor=factor, mode="nearest") if factor > 1 else tensor
 
 
 def _save(tensor: torch.Tensor, folder: Path, name: str, step: int, nrow: int) -> None:
-    save_image(tensor, folder / f"{name}.png", nrow=nrow, padding=2, pad_value=1)
+    save_image(enlarge(tensor), folder / f"{name}.png", nrow=nrow, padding=2, pad_value=1)
     evolution = folder / "evolution"
     evolution.mkdir(exist_ok=True)
     save_image(tensor, evolution / f"{name}_{step:08d}.png", nrow=nrow, padding=2, pad_value=1)
@@ -38,7 +51,8 @@ def snapshot_grids(model, images: torch.Tensor) -> dict[str, tuple[torch.Tensor,
     candidates = torch.arange(model.n_candidates, device=images.device).view(1, -1, 1).expand(model.L, -1, n)
     colors, cand_masks = model.render_sprites(betas, candidates, None)  # (L, K', n, C, H, W)
     transformed = (colors * cand_masks).permute(2, 0, 1, 3, 4, 5).flatten(0, 2)  # (n*L*K', C, H, W)
-    grids["transformed_sprites"] = (transformed.clamp(0, 1).cpu(), model.L * model.n_candidates)
+    # One row per (image, layer), one column per sprite: a row of L*K' tiles was unreadable.
+    grids["transformed_sprites"] = (transformed.clamp(0, 1).cpu(), model.n_candidates)
     recon = torch.stack([images, out.recon.clamp(0, 1)], 1).flatten(0, 1)  # (2n, C, H, W)
     grids["reconstructions"] = (recon.cpu(), 2)
     model.train(was_training)

@@ -33,6 +33,7 @@ from .optim import build_optimizer, build_scheduler
 from .plots import plot_metrics
 from .reassign import reassign_empty_clusters
 from .run_folder import MetricsTable, new_run_dir, setup_logger, write_scores
+from .run_info import write_run_info
 from .signals import stop_on_signals
 from .snapshots import make_gifs, save_snapshots
 from .step_stats import StepStats
@@ -223,6 +224,8 @@ class Trainer:
         with stop_on_signals() as stop:
             stopped = self._loop(max_iterations, stop)
         self.save()
+        if self.dist.is_main:
+            write_run_info(self, stop)
         if stopped:
             return None
         return self.finish() if self.dist.is_main else None
@@ -340,12 +343,12 @@ class Trainer:
         """Final images, plots and evaluation on the eval split."""
         save_snapshots(self.model, self.snapshot_images, self.run_dir / "images", self.iteration)
         make_gifs(self.run_dir / "images")
-        plot_metrics(self.run_dir)
         scores = self.evaluate()
         self.monitor.scalars(self.iteration, "final", {k: v for k, v in scores.items() if not k.startswith("iou_")})
         self.monitor.close()
         write_scores(self.run_dir / "final_scores.tsv", scores)
         (self.run_dir / "final_scores.json").write_text(json.dumps(scores, indent=1))
+        plot_metrics(self.run_dir)  # after the scores: the curves end with the final evaluation
         self.log.info("final scores: " + " ".join(f"{k} {v:.4f}" for k, v in scores.items() if not k.startswith("iou_")))
         # outputs/ sits above training: imported here only. After the scores, so a figure never costs them.
         from ..outputs.figures import write_final_figures
