@@ -92,3 +92,23 @@ def test_yaml_that_builds_python_objects_is_refused(tmp_path):
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="nope.yml not found"):
         load_config("nope.yml")
+
+
+def test_yaml_syntax_error_names_line_and_column(tmp_path):
+    path = tmp_path / "broken.yml"
+    path.write_text("dataset: {name: tetrominoes}\nmodel:\n  n_sprites: 3\n   n_objects: 2\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "line 4, column 13" in message and "tags" not in message and "\n" not in message
+
+
+def test_override_of_one_training_length_clears_the_other(tmp_path):
+    path = tmp_path / "epochs.yml"
+    path.write_text("dataset: {name: tetrominoes}\nmodel: {n_sprites: 3}\ntraining: {n_epoches: 5}\n")
+    cfg = load_config(path, ["training.n_iterations=30"])
+    assert (cfg["training"]["n_iterations"], cfg["training"]["n_epoches"]) == (30, None)
+    cfg = load_config(path, ["training.n_iterations=30", "training.n_epoches=2"])  # the last one wins
+    assert (cfg["training"]["n_iterations"], cfg["training"]["n_epoches"]) == (None, 2)
+    with pytest.raises(ConfigError, match=r"--set training\.n_epoches=null"):
+        validate({**base(), "training": {"n_epoches": 1, "n_iterations": 5}})

@@ -236,7 +236,8 @@ def validate(raw: dict) -> dict:
     train["scheduler"] = sched
 
     if (train["n_epoches"] is None) == (train["n_iterations"] is None):
-        raise ConfigError("training.n_epoches / training.n_iterations: expected exactly one of them to be set")
+        raise ConfigError("training.n_epoches / training.n_iterations: expected exactly one of them to be set "
+                          "(set the other to null, e.g. --set training.n_epoches=null)")
     for suffix, seq_key in (("", "transformation_sequence"), ("_bkg", "transformation_sequence_bkg"),
                             ("_layer", "transformation_sequence_layer")):
         milestones = model["curriculum_learning" + suffix]
@@ -281,16 +282,36 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML (tags that build Python objects are refused): "
-                          f"{str(err).splitlines()[0]}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(err)}") from None
     raw = {} if raw is None else raw
     for item in overrides or []:
         apply_override(raw, item)
     return validate(raw)
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's problem and where it is (line, column), in one line."""
+    if isinstance(err, yaml.constructor.ConstructorError):  # a tag such as !!python/object
+        return f"{err.problem} (tags that build Python objects are refused){_where(err.problem_mark)}"
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem:
+        return f"{err.problem}{_where(err.problem_mark or err.context_mark)}"
+    return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+def _where(mark) -> str:
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+# Keys of which a config sets exactly one: overriding one on the command line clears the other.
+EXCLUSIVE_KEYS = {("training", "n_epoches"): "n_iterations", ("training", "n_iterations"): "n_epoches"}
+
+
 def apply_override(raw: dict, item: str) -> None:
-    """Set `training.optimizer.lr=1e-3` style overrides; the value is parsed as YAML."""
+    """Set `training.optimizer.lr=1e-3` style overrides; the value is parsed as YAML.
+
+    Setting training.n_epoches (or n_iterations) to a value also clears the other, so that
+    `--set training.n_iterations=30` works on a config that counts epochs.
+    """
     if "=" not in item:
         raise ConfigError(f"override {item!r}: expected section.key=value")
     dotted, value = item.split("=", 1)
@@ -302,7 +323,13 @@ def apply_override(raw: dict, item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {item!r}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(value)
+    try:
+        node[parts[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML: {yaml_problem(err)}") from None
+    other = EXCLUSIVE_KEYS.get(tuple(parts))
+    if other is not None and node[parts[-1]] is not None:
+        node[other] = None
 
 
 def save_config(cfg: dict, path: str | Path) -> None:
