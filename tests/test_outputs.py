@@ -161,6 +161,31 @@ def test_decompose_api_matches_the_model(run_dir, tetro_dir):
         run.decompose(torch.rand(2, 1, 35, 35))
 
 
+def test_decompose_warns_of_stretching_and_crops_on_request(run_dir, tetro_dir, tmp_path, capsys):
+    from dti_sprites.outputs.decompose_inputs import center_crop
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(tetro_dir / "images" / "0.png", src / "square.png")
+    Image.open(tetro_dir / "images" / "1.png").resize((70, 35)).save(src / "wide.png")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["decompose", "--run", str(run_dir), "--images", str(src / "square.png"), "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+
+    common = ["decompose", "--run", str(run_dir), "--images", str(src), "--device", "cpu", "--no-progress"]
+    main([*common, "--out", str(tmp_path / "stretched")])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 1 and "1 of 2 images" in warnings[0] and "--crop center" in warnings[0]
+    main([*common, "--out", str(tmp_path / "cropped"), "--crop", "center"])
+    assert "warning" not in capsys.readouterr().err
+    objects = json.loads((tmp_path / "cropped" / "wide" / "objects.json").read_text())
+    assert objects["crop"] == "center" and objects["original_size"] == [35, 70]
+    cropped = np.asarray(Image.open(tmp_path / "cropped" / "wide" / "input.png"))
+    wide = np.asarray(Image.open(src / "wide.png").convert("RGB"))
+    assert np.array_equal(cropped, wide[:, 17:52])  # the centred 35x35 window, no resampling needed
+    assert center_crop(torch.zeros(3, 50, 60), (35, 35)).shape == (3, 50, 50)
+
+
 def test_placement_follows_the_rendered_sprite(run_dir):
     """Force known head outputs: the reported centre, size and box must match the pixels."""
     run = load_run(run_dir)

@@ -145,13 +145,20 @@ def cmd_bench(args) -> None:
 
 def cmd_decompose(args) -> None:
     from .outputs.decompose import load_run
+    from .outputs.decompose_inputs import count_stretched, list_image_files
 
     if not (args.run or args.checkpoint):
         raise DTISpritesError("decompose needs --run RUN_DIR or --checkpoint FILE")
+    files = list_image_files(args.images)  # a wrong --images fails before the model is loaded
     run = load_run(args.run, args.checkpoint, pick_device(args.device))
-    folders = run.decompose_folder(args.images, args.out, args.batch_size, progress=not args.no_progress)
-    print(f"decomposed {len(folders)} images into {args.out} (resized to {run.image_size[0]}x{run.image_size[1]})",
-          file=sys.stderr)
+    (H, W), crop = run.image_size, args.crop
+    stretched = count_stretched(files, (H, W)) if crop == "none" else 0
+    if stretched:
+        print(f"warning: {stretched} of {len(files)} images do not have the aspect ratio of the model's {H}x{W} "
+              "and are stretched to it; --crop center crops them around their centre instead", file=sys.stderr)
+    folders = run.decompose_folder(args.images, args.out, args.batch_size, progress=not args.no_progress, crop=crop)
+    how = "centre-cropped and resized" if crop == "center" else "resized"
+    print(f"decomposed {len(folders)} images into {args.out} ({how} to {H}x{W})", file=sys.stderr)
 
 
 def cmd_report(args) -> None:
@@ -255,7 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     decompose.add_argument("--run", help="run folder holding model.pkl")
     decompose.add_argument("--checkpoint", help="a checkpoint file, instead of --run (e.g. model_best.pkl)")
     decompose.add_argument("--images", required=True, help="folder of images (png, jpg, ...); they are resized "
-                           "to the model's image size")
+                           "to the model's image size, stretched when their aspect ratio differs (see --crop)")
+    decompose.add_argument("--crop", choices=["none", "center"], default="none",
+                           help="center: first crop each image to the model's aspect ratio around its centre; "
+                           "none: resize the whole image")
     decompose.add_argument("--out", required=True, help="output folder; one sub-folder per image")
     decompose.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     decompose.add_argument("--batch-size", type=int, default=32, help="lower it if memory runs out")

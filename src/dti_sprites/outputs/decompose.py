@@ -11,7 +11,8 @@ From the shell: `python -m dti_sprites decompose --run RUN --images DIR --out OU
 writes OUT/<stem>/ for every image DIR/<stem>.<ext> (see `ImageDecomposition.save`).
 
 Images are resized to the model's image size first (bilinear, antialiased, as the
-training loader does). The placement of each object is read from the head outputs
+training loader does), optionally centre-cropped to its aspect ratio before (see
+decompose_inputs.py). The placement of each object is read from the head outputs
 (`model.predict`) through the module formulas of transforms.py; `CONVENTIONS` below is
 copied into every objects.json so the numbers can be read without this file.
 """
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
@@ -31,8 +31,7 @@ from ..errors import DataError
 from ..evaluation.evaluate import front_layer, semantic_labels
 from ..palette import colorize
 from ..training.checkpoint import load_trained_model
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
+from .decompose_inputs import fit_to_model, list_image_files, load_image
 MASK_THRESHOLD = 0.5  # the evaluation's hard-mask threshold (SPEC §3)
 # Finite-difference step (normalised sprite units) for the local scale of projective chains.
 JACOBIAN_STEP = 1e-3
@@ -40,8 +39,10 @@ JACOBIAN_STEP = 1e-3
 CONVENTIONS = {
     "pixels": "x to the right, y down, origin at the top-left corner of the image; pixel (row i, column j) "
               "covers [j, j+1) x [i, i+1), so the top-left pixel's centre is (0.5, 0.5); sizes are [height, width]",
-    "resizing": "every input is resized (bilinear, antialiased) to the model's image size before decomposition; "
-                "all pixel values refer to that size (model_size), not to original_size",
+    "resizing": "every input is resized (bilinear, antialiased) to the model's image size before decomposition, "
+                "after a crop to the model's aspect ratio around the image centre when crop is 'center' (otherwise "
+                "an image of another aspect ratio is stretched); all pixel values refer to that size (model_size), "
+                "not to original_size",
     "layers": "object layers are numbered 1..L; layer_<l>.png is its colour with its mask as alpha",
     "instances": "instances.png: for each pixel the front-most object layer whose mask exceeds 0.5, 0 where none "
                  "(the background)",
@@ -133,27 +134,6 @@ def _label_pil(labels: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr.astype(np.uint16), "I;16")
 
 
-def load_image(path: str | Path, n_channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
-    """An image file as (C, H, W) in [0, 1] at `size`, with its original (H, W)."""
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB" if n_channels == 3 else "L")
-    except (OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"cannot read image {path}: {err}") from None
-    x = torch.from_numpy(np.asarray(img).copy()).float().div_(255)
-    x = x.permute(2, 0, 1) if x.ndim == 3 else x[None]  # (C, h, w)
-    return resize_image(x, size), (img.height, img.width)
-
-
-def resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(C, h, w) or (B, C, h, w) -> same at `size`, resampled as the training loader does."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    batch = x if x.ndim == 4 else x[None]
-    out = F.interpolate(batch, size=tuple(size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-    return out if x.ndim == 4 else out[0]
-
-
 @torch.no_grad()
 def explain(model, images: torch.Tensor, fill_background: bool = False):
     """Forward pass plus label maps: (Decomposition, instances (B, H, W), semantic (B, H, W)).
@@ -177,8 +157,12 @@ class TrainedRun:
         return tuple(self.model.img_size)
 
     def decompose(self, images, batch_size: int = 32, progress: bool = False,
-                  names: list[str] | None = None) -> list[ImageDecomposition]:
-        """Explain images: a tensor (B, C, H, W) in [0, 1] or a list of image files."""
+                  names: list[str] | None = None, crop: str = "none") -> list[ImageDecomposition]:
+        """Explain images: a tensor (B, C, H, W) in [0, 1] or a list of image files.
+
+        crop="center" cuts each image to the model's aspect ratio around its centre before
+        resizing; "none" resizes the whole image (stretching one of another aspect ratio).
+        """
         if torch.is_tensor(images):
             if images.ndim != 4 or images.shape[1] != self.model.C:
                 raise DataError(f"expected images (B, {self.model.C}, H, W), got {tuple(images.shape)}")
@@ -195,16 +179,17 @@ class TrainedRun:
             if torch.is_tensor(images):
                 batch = images[start:stop].float()
                 original = [tuple(batch.shape[-2:])] * (stop - start)
-                batch = resize_image(batch, self.image_size)
+                batch = fit_to_model(batch, self.image_size, crop)
             else:
-                loaded = [load_image(p, self.model.C, self.image_size) for p in sources[start:stop]]
+                loaded = [load_image(p, self.model.C, self.image_size, crop) for p in sources[start:stop]]
                 batch = torch.stack([x for x, _ in loaded])
                 original = [size for _, size in loaded]
-            results += self._decompose_batch(batch.to(self.device), names[start:stop], sources[start:stop], original)
+            results += self._decompose_batch(batch.to(self.device), names[start:stop], sources[start:stop], original,
+                                             crop)
         return results
 
     @torch.no_grad()
-    def _decompose_batch(self, images, names, sources, original_sizes) -> list[ImageDecomposition]:
+    def _decompose_batch(self, images, names, sources, original_sizes, crop: str) -> list[ImageDecomposition]:
         model = self.model
         out, instances, semantic = explain(model, images)
         betas = model.predict(model.encode(images))
@@ -218,6 +203,7 @@ class TrainedRun:
                 "original_size": list(original_sizes[b]),
                 "model_size": list(self.image_size),
                 "resized": tuple(original_sizes[b]) != self.image_size,
+                "crop": crop,
                 "reconstruction_mse": float(out.loss[b]),
                 "n_sprites": model.K,
                 "layers": [self._layer_terms(out, betas, instances, b, l) for l in range(model.L)],
@@ -284,21 +270,16 @@ class TrainedRun:
         return {"index": m, "transformations": entries}
 
     def decompose_folder(self, images_dir: str | Path, out: str | Path, batch_size: int = 32,
-                         progress: bool = True) -> list[Path]:
+                         progress: bool = True, crop: str = "none") -> list[Path]:
         """Decompose every image file of a folder into out/<stem>/; return the folders written."""
-        images_dir, out = Path(images_dir), Path(out)
-        if not images_dir.is_dir():
-            raise DataError(f"image folder {images_dir} not found")
-        files = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not files:
-            raise DataError(f"folder {images_dir} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        files, out = list_image_files(images_dir), Path(out)
         stems = [p.stem for p in files]
         # Two files with one stem (a.png, a.jpg) keep their suffix in the folder name.
         names = [p.name if stems.count(p.stem) > 1 else p.stem for p in files]
         folders = []
         for start in range(0, len(files), batch_size * 8):  # bounded memory on large folders
             chunk = slice(start, start + batch_size * 8)
-            for result in self.decompose(files[chunk], batch_size, progress, names[chunk]):
+            for result in self.decompose(files[chunk], batch_size, progress, names[chunk], crop):
                 result.save(out / result.name)
                 folders.append(out / result.name)
         return folders
