@@ -161,6 +161,37 @@ def test_decompose_api_matches_the_model(run_dir, tetro_dir):
         run.decompose(torch.rand(2, 1, 35, 35))
 
 
+def test_evaluate_on_another_folder_says_how_many_images_and_writes_strict_json(run_dir, tetro_dir, tmp_path,
+                                                                               capsys):
+    few = tmp_path / "three"
+    for folder in ("images", "masks", "sem_masks"):
+        (few / folder).mkdir(parents=True)
+        for i in range(3):
+            shutil.copy(tetro_dir / folder / f"{i}.png", few / folder / f"{i}.png")
+    main(["evaluate", "--run", str(run_dir), "--data", str(few), "--device", "cpu", "--no-progress"])
+    out, err = capsys.readouterr()
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    scores = json.loads(out.strip().splitlines()[-1], parse_constant=refuse)
+    assert f"scored 3 images of {few}" in err
+    assert None in scores.values()  # the IoU of a class absent from 3 images is undefined: null, not NaN
+    assert 0 <= scores["ari_fg"] <= 1
+
+
+def test_evaluate_refuses_data_for_a_dataset_without_a_folder(run_dir, tmp_path, capsys):
+    from dti_sprites.training.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(run_dir)
+    ckpt["config"]["dataset"]["name"] = "digits"  # refused before the model meets the data
+    save_checkpoint(tmp_path / "digits.pkl", ckpt)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--checkpoint", str(tmp_path / "digits.pkl"), "--data", str(tmp_path), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "--data" in err[0] and "'digits'" in err[0], err
+
+
 def test_decompose_warns_of_stretching_and_crops_on_request(run_dir, tetro_dir, tmp_path, capsys):
     from dti_sprites.outputs.decompose_inputs import center_crop
 

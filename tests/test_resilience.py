@@ -228,3 +228,85 @@ def test_missing_dataset_in_one_line(tmp_path):
     config.write_text(yaml.safe_dump(small_config(dataset={"data_root": str(tmp_path / "nowhere")})))
     line = _cli_error(["train", "--config", str(config), "--device", "cpu", "--runs-root", str(tmp_path / "runs")])
     assert "not found" in line and "make-data tetrominoes" in line
+
+
+def _main_error(args, capsys, status: int = 2) -> str:
+    """Run the CLI in this process; it must exit with `status` after one line on stderr."""
+    from dti_sprites.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == status, err
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+def _run_folders(runs: Path) -> list[Path]:
+    return [p for p in runs.glob("*/*") if p.is_dir()]
+
+
+def test_too_many_sprites_are_refused_before_anything_is_allocated(tetro_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("dti_sprites.training.memory.free_memory", lambda device: 8 * 2**30)
+    config = _write_config(tmp_path / "c.yml", tetro_dir, model={"transformation_sequence": "identity"})
+    runs = tmp_path / "runs"
+    line = _main_error(["train", "--config", str(config), "--device", "cpu", "--runs-root", str(runs),
+                        "--set", "model.n_sprites=100000"], capsys)
+    assert "model.n_sprites=100000" in line and "training.batch_size=8" in line, line
+    assert "8.0 GiB of RAM is free" in line and not _run_folders(runs)
+
+
+def test_memory_estimate_counts_the_real_parameters_and_one_rendering():
+    from dti_sprites.model.sprites_model import DTISprites
+    from dti_sprites.training.memory import RENDER_COPIES, estimate_training_memory
+
+    cfg = small_config()
+    model = DTISprites(cfg["model"], (35, 35), 3)
+    need = estimate_training_memory(cfg["model"], (35, 35), 3, batch_size=8)
+    assert need.parameters == 4 * 4 * sum(p.numel() for p in model.parameters())  # weight, grad, Adam's 2
+    assert need.rendering == RENDER_COPIES * 4 * model.L * model.n_candidates * 8 * (3 + 2) * 35 * 35
+
+
+@pytest.mark.parametrize("damage, needle", [("no masks folder", "masks not found"),
+                                            ("mask of the wrong size", "5.png is 20x20"),
+                                            ("unknown encoder", "unknown encoder 'nope'")])
+def test_a_run_that_cannot_start_leaves_no_run_folder(tetro_dir, tmp_path, damage, needle):
+    import shutil
+
+    from PIL import Image
+
+    data = tmp_path / "tetro"
+    shutil.copytree(tetro_dir, data)
+    model = {"encoder_name": "nope"} if damage == "unknown encoder" else None
+    if damage == "no masks folder":
+        shutil.rmtree(data / "masks")
+    elif damage == "mask of the wrong size":
+        Image.new("L", (20, 20)).save(data / "masks" / "5.png")
+    runs = tmp_path / "runs"
+    with pytest.raises(DTISpritesError, match=needle):
+        Trainer(small_config(model=model, dataset={"path": str(data)}), "cpu", runs, progress=False, quiet=True)
+    assert not _run_folders(runs)
+
+
+def test_bad_device_and_empty_checkpoint_in_one_line(tmp_path, capsys):
+    assert "--device gpu: expected cpu, cuda, cuda:N or auto" in _main_error(
+        ["evaluate", "--checkpoint", str(tmp_path / "model.pkl"), "--device", "gpu"], capsys)
+    empty = tmp_path / "model.pkl"
+    empty.write_bytes(b"")
+    line = _main_error(["evaluate", "--checkpoint", str(empty), "--device", "cpu"], capsys)
+    assert str(empty) in line and "empty (0 bytes)" in line
+
+
+@pytest.mark.parametrize("raised, needle", [
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 bytes"), "out of memory"),
+    (KeyError(), "error: unexpected KeyError; rerun with --debug"),
+    (ValueError("first\nsecond"), "unexpected ValueError: first; rerun with --debug")])
+def test_unexpected_failures_are_one_line_without_debug(raised, needle, tmp_path, capsys, monkeypatch):
+    def fail(args):
+        raise raised
+
+    monkeypatch.setattr("dti_sprites.cli.cmd_report", fail)
+    assert needle in _main_error(["report", "--run", str(tmp_path)], capsys, status=1)
+    from dti_sprites.cli import main
+    with pytest.raises(type(raised)):
+        main(["--debug", "report", "--run", str(tmp_path)])

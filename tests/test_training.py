@@ -137,7 +137,7 @@ def test_cli_config_error_is_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tetro_dir, tmp_path):
+def test_sigterm_saves_a_checkpoint_and_exits_143(tetro_dir, tmp_path):
     import signal
     import time
 
@@ -160,7 +160,40 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tetro_dir, tmp_path):
     assert metrics is not None, proc.communicate(timeout=30)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 143, err  # 128 + SIGTERM: saved, but not finished
     assert "training.resume=" in err
     ckpt = load_checkpoint(metrics.parent)
     assert 2 <= ckpt["iteration"] < 100000
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tetro_dir, tmp_path, capsys):
+    import os
+    import signal
+    import threading
+    import time
+
+    import yaml
+
+    from dti_sprites.cli import main
+
+    cfg = small_config(training={"n_iterations": 100000, "train_stat_interval": 1}, dataset={"path": str(tetro_dir)})
+    path = tmp_path / "long.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    runs = tmp_path / "runs"
+
+    def press_ctrl_c_once_training_runs():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            found = list(runs.glob("*/*/train_metrics.tsv"))
+            if found and len(found[0].read_text().splitlines()) > 2:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.1)
+
+    threading.Thread(target=press_ctrl_c_once_training_runs, daemon=True).start()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--config", str(path), "--device", "cpu", "--runs-root", str(runs), "--no-progress"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 130 and "training.resume=" in err, err
+    (run_dir,) = runs.glob("*/*")
+    assert 2 <= load_checkpoint(run_dir)["iteration"] < 100000

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import DTISpritesError
+from .errors import DTISpritesError, first_line
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -30,15 +30,25 @@ def pick_device(name: str):
     import torch
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DTISpritesError(f"--device {name}: expected cpu, cuda, cuda:N or auto") from None
+    if device.type not in ("cpu", "cuda"):
+        raise DTISpritesError(f"--device {name}: expected cpu, cuda, cuda:N or auto")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DTISpritesError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DTISpritesError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                              f"numbered from 0")
     return device
 
 
 def cmd_train(args) -> None:
     from .config import load_config
+    from .evaluation import scores_json
     from .training.distributed import init_distributed, shutdown_distributed
+    from .training.signals import exit_status
     from .training.trainer import Trainer
 
     overrides = list(args.set or [])
@@ -47,41 +57,59 @@ def cmd_train(args) -> None:
     if args.time_budget:
         overrides.append(f"training.time_budget={args.time_budget}")
     cfg = load_config(resolve_config(args.config), overrides)
+    device = pick_device(args.device)  # a bad name fails here, before torchrun's process group
     ctx, device_name = init_distributed(args.device)
     try:
-        trainer = Trainer(cfg, pick_device(device_name), args.runs_root, args.tag, progress=not args.no_progress,
-                          dist_ctx=ctx)
+        trainer = Trainer(cfg, pick_device(device_name) if ctx.enabled else device, args.runs_root, args.tag,
+                          progress=not args.no_progress, dist_ctx=ctx)
         if ctx.is_main:
             print(f"run folder: {trainer.run_dir}", file=sys.stderr)
         scores = trainer.run()
     finally:
         shutdown_distributed()
-    if not ctx.is_main:
-        return
-    if scores is None:
+    if scores is None and ctx.is_main:
         print(f"stopped before the end; checkpoint saved. Continue with: --set training.resume={trainer.run_dir}",
               file=sys.stderr)
-        return
-    print(json.dumps(scores))
+    if trainer.stop_signal is not None:  # saved, but not finished: exit as the signal would have
+        sys.exit(exit_status(trainer.stop_signal))
+    if scores is not None and ctx.is_main:
+        print(scores_json(scores))
+
+
+# What the eval split of each benchmark kind holds (SPEC §3), for the line `evaluate` prints.
+EVAL_SPLITS = {"multi_object": "the first 320 images, or all when fewer"}
 
 
 def cmd_evaluate(args) -> None:
     from .config import validate
-    from .evaluation import evaluate_model
+    from .data import DATASETS
+    from .errors import CheckpointError
+    from .evaluation import evaluate_model, scores_json
     from .training.checkpoint import load_trained_model
-    from .training.trainer import build_dataset
+    from .training.trainer import build_dataset, dataset_root
 
     device = pick_device(args.device)
-    model, ckpt = load_trained_model(args.checkpoint or args.run, device)
+    source = args.checkpoint or args.run
+    model, ckpt = load_trained_model(source, device)
+    if not isinstance(ckpt.get("config"), dict):
+        raise CheckpointError(f"checkpoint {source} holds no config; expected a model.pkl written by training")
     cfg = validate(ckpt["config"])
+    entry = DATASETS.get(cfg["dataset"]["name"])
     if args.data:
+        if not entry.reads_folder:
+            raise DTISpritesError(f"--data {args.data}: this run's dataset {entry.name!r} ships with a library, "
+                                  "so there is no folder to replace; evaluate without --data")
         cfg["dataset"]["path"] = args.data
+        cfg["dataset"]["img_size"] = list(model.img_size)  # other folders' images are resized to the model's size
     dataset, entry = build_dataset(cfg, "eval")
     train_cfg = cfg["training"]
     scores = evaluate_model(entry.kind, model, dataset, device, batch_size=args.batch_size,
                             eval_semantic=train_cfg["eval_semantic"], eval_with_bkg=train_cfg["eval_with_bkg"],
                             n_classes=entry.n_classes, progress=not args.no_progress)
-    print(json.dumps(scores))
+    where = dataset_root(cfg) if entry.reads_folder else f"{entry.name} (bundled)"
+    print(f"scored {len(dataset)} images of {where} (eval split: {EVAL_SPLITS.get(entry.kind, 'every image')})",
+          file=sys.stderr)
+    print(scores_json(scores))
 
 
 def _generators() -> dict:
@@ -202,14 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--time-budget", type=float, default=None,
                        help="stop after this many seconds, then evaluate; for time-to-quality runs")
     train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                       help="override a config value, e.g. training.optimizer.lr=1e-3 (repeatable)")
+                       help="override a config value, e.g. training.optimizer.lr=1e-3 (repeatable); setting "
+                       "training.n_iterations clears the config's training.n_epoches, and the reverse")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (for logs of batch jobs)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="score a trained run; the last output line is JSON")
     evaluate.add_argument("--run", help="run folder holding model.pkl")
     evaluate.add_argument("--checkpoint", help="a checkpoint file, instead of --run")
-    evaluate.add_argument("--data", help="dataset folder to score on (default: the run's dataset)")
+    evaluate.add_argument("--data", help="dataset folder to score on, in the layout of the run's dataset, "
+                          "resized to the model's size (default: the run's dataset; refused for digits, "
+                          "which has no folder)")
     evaluate.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     evaluate.add_argument("--batch-size", type=int, default=32, help="lower it if memory runs out")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -231,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=20, help="timed steps (the median is reported)")
     bench.add_argument("--warmup", type=int, default=3, help="untimed steps first (allocator, autotuning)")
     bench.add_argument("--json", help="also write the result to this file")
-    bench.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value")
+    bench.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                       help="override a config value (training.n_iterations clears training.n_epoches, and the reverse)")
     bench.set_defaults(func=cmd_bench)
 
     prepare = sub.add_parser("prepare-data", help="generate a config's synthetic dataset if it is absent "
@@ -310,3 +342,21 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as err:  # out of memory, or a bug: one line here, the traceback with --debug
+        if args.debug:
+            raise
+        if _out_of_memory(err):
+            print(f"error: out of memory ({first_line(err)}); lower training.batch_size or model.n_sprites "
+                  "(--batch-size for evaluate and decompose)", file=sys.stderr)
+        else:
+            detail = f": {first_line(err)}" if str(err).strip() else ""
+            print(f"error: unexpected {type(err).__name__}{detail}; rerun with --debug for the traceback and "
+                  "report it", file=sys.stderr)
+        sys.exit(1)
+
+
+def _out_of_memory(err: Exception) -> bool:
+    """Python's MemoryError, torch's CUDA OutOfMemoryError, or its CPU allocator's refusal."""
+    text = str(err)
+    return (isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text or "out of memory" in text)

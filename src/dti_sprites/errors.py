@@ -19,3 +19,9 @@ class DataError(DTISpritesError):
 
 class CheckpointError(DTISpritesError):
     """A checkpoint is missing, unsafe or does not match the config."""
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first non-blank line of an error's message (some have none), for one-line reports."""
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    return lines[0][:limit] if lines else type(err).__name__

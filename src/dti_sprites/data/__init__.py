@@ -31,6 +31,7 @@ class DatasetEntry:
     native_shape: tuple[int, int, int] | None = None  # (C, H, W) of the published files, for benchmarks
     kind: str = "multi_object"  # which evaluation applies: multi_object, clustering, cosegmentation, unlabelled
     options: tuple[str, ...] = ()  # `dataset` config keys passed on to the factory as keyword arguments
+    reads_folder: bool = True  # False: the data ships with a library, so `dataset.path` has nothing to replace
 
     def __call__(self, root: str | Path, split: str, **kwargs) -> Dataset:
         return self.factory(root, split, **kwargs)
@@ -41,11 +42,12 @@ DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 def register_dataset(name: str, folder: str, n_classes: int | None,
                      native_shape: tuple[int, int, int] | None = None, kind: str = "multi_object",
-                     options: tuple[str, ...] = ()):
+                     options: tuple[str, ...] = (), reads_folder: bool = True):
     """Decorator adding a factory (root, split, **kwargs) -> Dataset under `name`."""
 
     def decorator(factory: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        DATASETS.register(name)(DatasetEntry(name, folder, n_classes, factory, native_shape, kind, options))
+        DATASETS.register(name)(DatasetEntry(name, folder, n_classes, factory, native_shape, kind, options,
+                                             reads_folder))
         return factory
 
     return decorator
@@ -65,7 +67,7 @@ _multi_object("clevr6", "clevr6", 7, (3, 128, 128))
 # Single-object benchmarks (SPEC §3, §4): clustering, cosegmentation and unlabelled collections.
 register_dataset("gtsrb8", "GTSRB", 8, (3, 28, 28), kind="clustering")(GTSRB8)
 register_dataset("svhn", "svhn", 10, (3, 32, 32), kind="clustering", options=("use_extra",))(SVHN)
-register_dataset("digits", "digits", 10, (1, 8, 8), kind="clustering")(Digits)  # bundled with scikit-learn
+register_dataset("digits", "digits", 10, (1, 8, 8), kind="clustering", reads_folder=False)(Digits)  # in scikit-learn
 register_dataset("weizmann_horse", "weizmann_horse", 2, (3, 128, 128), kind="cosegmentation")(WeizmannHorse)
 register_dataset("instagram", "instagram", None, (3, 128, 128), kind="unlabelled",
                  options=("tag", "resize_policy"))(instagram)

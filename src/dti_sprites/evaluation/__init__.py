@@ -4,6 +4,9 @@ Each evaluator is called as (model, dataset, device, batch_size=..., eval_semant
 eval_with_bkg=..., n_classes=..., progress=...) and returns a flat dict of float scores.
 """
 
+import json
+import math
+
 from ..registry import Registry
 
 EVALUATORS = Registry("benchmark kind")
@@ -13,3 +16,10 @@ def evaluate_model(kind: str, model, dataset, device, **options) -> dict:
     from . import clustering, evaluate  # noqa: F401  (registers the built-in evaluators)
 
     return EVALUATORS.get(kind)(model, dataset, device, **options)
+
+
+def scores_json(scores: dict, indent: int | None = None) -> str:
+    """Scores as strict JSON: an undefined score (NaN, e.g. the IoU of a class absent from
+    the images) is written as null, since NaN is not JSON and breaks strict readers."""
+    finite = {k: v if not (isinstance(v, float) and not math.isfinite(v)) else None for k, v in scores.items()}
+    return json.dumps(finite, indent=indent, allow_nan=False)

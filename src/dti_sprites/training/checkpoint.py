@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..config import SCHEMA, upgrade_model_keys
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 
 CHECKPOINT_NAME = "model.pkl"
 BEST_CHECKPOINT_NAME = "model_best.pkl"  # lowest validation loss so far
@@ -43,6 +43,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); expected a model.pkl written by training")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch's note on pickle protocols
@@ -52,8 +54,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         what = f" ({culprit.group(1)})" if culprit else ""
         raise CheckpointError(f"checkpoint {path} was refused: it holds more than tensors and plain values{what}, "
                               "and loading it could run code") from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"checkpoint {path} is unreadable or truncated: {str(err).splitlines()[0][:160]}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} is unreadable or truncated: {first_line(err, 160)}") from None
 
 
 def rng_state() -> dict:
@@ -85,11 +87,18 @@ def load_trained_model(path: str | Path, device="cpu"):
     from ..model.sprites_model import DTISprites
 
     ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or not {"model_kwargs", "model_state"} <= set(ckpt):
+        raise CheckpointError(f"checkpoint {path} holds no model_kwargs and model_state; expected a model.pkl "
+                              "written by dti-sprites training")
     kwargs = ckpt["model_kwargs"]
     C, (H, W) = kwargs["n_channels"], kwargs["img_size"]
     # Data-driven initialisations are overwritten by the saved weights: feed them blanks.
     model = DTISprites(kwargs["cfg"], (H, W), C, sample_images=lambda n: torch.zeros(n, C, H, W))
-    model.load_state_dict(ckpt["model_state"])
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {path}: its weights do not fit the model its config describes: "
+                              f"{first_line(err)}") from None
     return model.to(device).eval(), ckpt
 
 

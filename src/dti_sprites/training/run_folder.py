@@ -6,6 +6,7 @@ gets a numbered suffix.
 
 import datetime
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,6 +31,17 @@ def new_run_dir(runs_root: str | Path, dataset: str, tag: str) -> Path:
     except OSError as err:
         raise DTISpritesError(f"run folder {candidate} cannot be written: {err.strerror}") from None
     return candidate
+
+
+def discard_run_dir(run_dir: Path) -> None:
+    """Remove a run folder this process just created, when the run cannot start after all:
+    a failed start leaves no half-made run (config.yml and an empty train.log) behind."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == Path(run_dir).resolve():
+            logger.removeHandler(handler)
+            handler.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 class _TqdmHandler(logging.Handler):

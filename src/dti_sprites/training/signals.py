@@ -1,5 +1,8 @@
 """SIGTERM / SIGINT become a request to stop after the current step (and checkpoint),
-so a scheduler's pre-emption or a Ctrl-C never loses the work since the last checkpoint."""
+so a scheduler's pre-emption or a Ctrl-C never loses the work since the last checkpoint.
+
+The process still exits as the signal would have it (128 + its number: 130 for SIGINT,
+143 for SIGTERM), so a script or scheduler does not mistake a stopped run for a finished one."""
 
 import contextlib
 import signal
@@ -31,3 +34,8 @@ def stop_on_signals():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def exit_status(signal_name: str) -> int:
+    """The shell's exit status for a process ended by this signal: 128 + its number."""
+    return 128 + signal.Signals[signal_name].value

@@ -7,7 +7,6 @@ same batches as an uninterrupted one. Under torchrun every rank walks the same o
 trains on its shard of each global batch (see distributed.py); rank 0 writes the run.
 """
 
-import json
 import math
 import random
 import shutil
@@ -21,7 +20,7 @@ from tqdm import tqdm
 from ..config import save_config, size_pair
 from ..data import DATASETS
 from ..errors import ConfigError, DTISpritesError
-from ..evaluation import evaluate_model
+from ..evaluation import evaluate_model, scores_json
 from ..model.sprites_model import DTISprites, compile_model
 from ..monitoring import Monitor, build_monitor
 from .batches import image_source
@@ -32,7 +31,8 @@ from .distributed import (DistContext, all_reduce_gradients, all_reduce_sum, bro
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_metrics
 from .reassign import reassign_empty_clusters
-from .run_folder import MetricsTable, new_run_dir, setup_logger, write_scores
+from .memory import check_training_memory
+from .run_folder import MetricsTable, discard_run_dir, new_run_dir, setup_logger, write_scores
 from .run_info import write_run_info
 from .signals import stop_on_signals
 from .snapshots import make_gifs, save_snapshots
@@ -69,6 +69,19 @@ class Trainer:
     def __init__(self, cfg: dict, device: str | torch.device = "cpu", runs_root: str | Path = "runs",
                  tag: str = "default", progress: bool = True, quiet: bool = False,
                  dist_ctx: DistContext = DistContext()):
+        """Check data and memory, make the run folder, build everything; a failure removes the
+        run folder it made, so a run that cannot start leaves nothing behind."""
+        self.new_run_dir: Path | None = None  # set once this process has made a fresh run folder
+        self.stop_signal: str | None = None  # SIGINT / SIGTERM, when one stopped run()
+        try:
+            self._setup(cfg, device, runs_root, tag, progress, quiet, dist_ctx)
+        except BaseException:
+            if self.new_run_dir is not None:
+                discard_run_dir(self.new_run_dir)
+            raise
+
+    def _setup(self, cfg: dict, device, runs_root, tag: str, progress: bool, quiet: bool,
+               dist_ctx: DistContext) -> None:
         self.cfg, self.device, self.dist = cfg, torch.device(device), dist_ctx
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN time its algorithms once
@@ -81,11 +94,16 @@ class Trainer:
         resume = load_checkpoint(resume_from) if resume_from else None
         if resume is not None:
             check_compatible(resume["model_kwargs"]["cfg"], cfg["model"])
+        self.train_set, self.dataset_entry = build_dataset(cfg, "train")
+        self.val_set, _ = build_dataset(cfg, "val")
+        self.eval_set, _ = build_dataset(cfg, "eval")
+        check_training_memory(cfg, self.train_set.img_size, self.train_set.n_channels, self.device)
+        if resume is not None:
             self.run_dir = Path(resume_from) if Path(resume_from).is_dir() else Path(resume_from).parent
         else:
             run_dir = None
             if dist_ctx.is_main:
-                run_dir = new_run_dir(runs_root, cfg["dataset"]["name"], tag)
+                run_dir = self.new_run_dir = new_run_dir(runs_root, cfg["dataset"]["name"], tag)
                 save_config(cfg, run_dir / "config.yml")
             self.run_dir = Path(broadcast_object(str(run_dir), dist_ctx))
         self.log = setup_logger(self.run_dir if dist_ctx.is_main else None, quiet or not dist_ctx.is_main)
@@ -93,9 +111,6 @@ class Trainer:
         self.seed = broadcast_object(seed, dist_ctx)
         _seed_everything(self.seed)
 
-        self.train_set, self.dataset_entry = build_dataset(cfg, "train")
-        self.val_set, _ = build_dataset(cfg, "val")
-        self.eval_set, _ = build_dataset(cfg, "eval")
         skipped = getattr(self.train_set, "skipped", [])
         if skipped:
             self.log.warning(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}")
@@ -223,6 +238,7 @@ class Trainer:
         """
         with stop_on_signals() as stop:
             stopped = self._loop(max_iterations, stop)
+        self.stop_signal = stop.signal_name if stopped else None
         self.save()
         if self.dist.is_main:
             write_run_info(self, stop)
@@ -347,7 +363,7 @@ class Trainer:
         self.monitor.scalars(self.iteration, "final", {k: v for k, v in scores.items() if not k.startswith("iou_")})
         self.monitor.close()
         write_scores(self.run_dir / "final_scores.tsv", scores)
-        (self.run_dir / "final_scores.json").write_text(json.dumps(scores, indent=1))
+        (self.run_dir / "final_scores.json").write_text(scores_json(scores, indent=1))
         plot_metrics(self.run_dir)  # after the scores: the curves end with the final evaluation
         self.log.info("final scores: " + " ".join(f"{k} {v:.4f}" for k, v in scores.items() if not k.startswith("iou_")))
         # outputs/ sits above training: imported here only. After the scores, so a figure never costs them.
