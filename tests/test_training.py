@@ -68,6 +68,31 @@ def test_resume_between_intervals_keeps_the_reassignment_window(tetro_dir, tmp_p
     assert_same_state(straight.model.state_dict(), resumed.model.state_dict())
 
 
+def test_one_seed_reproduces_a_fresh_run_bit_for_bit(tetro_dir, tmp_path):
+    """Issue #14: two fresh runs with one seed agree to the last bit, with several threads too.
+
+    A sprite chosen by many images gets the sum of their gradients; a CPU's advanced-indexing
+    backward summed them with atomic adds from racing threads, in an order that changed from
+    run to run. 4 threads on a smaller machine make the race show at once.
+    """
+    cfg = small_config(model={"sprite_size": [16, 16]}, dataset={"path": str(tetro_dir)},
+                       training={"batch_size": 32, "n_iterations": 4, "val_stat_interval": 1000})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        runs = []
+        for name in "ab":  # one after the other: each run seeds the global generator anew
+            runs.append(Trainer(cfg, "cpu", tmp_path / name, progress=False, quiet=True))
+            runs[-1].run(max_iterations=3)
+    finally:
+        torch.set_num_threads(threads)
+    a, b = runs
+    assert_same_state(a.model.state_dict(), b.model.state_dict())
+    for moments_a, moments_b in zip(a.optimizer.state_dict()["state"].values(),
+                                    b.optimizer.state_dict()["state"].values()):
+        assert all(torch.equal(moments_a[key], moments_b[key]) for key in ("exp_avg", "exp_avg_sq"))
+
+
 def test_resume_refuses_another_model_config(tetro_dir, tmp_path):
     first = _trainer(tetro_dir, tmp_path, n_iterations=2)
     first.run()

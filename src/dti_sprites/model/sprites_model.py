@@ -163,13 +163,13 @@ class DTISprites(nn.Module):
         if self.layer_transformer is not None and all(b is None for b in sprite_betas):
             # No per-sprite warp: the N sprites of a (layer, image) share that layer's placement,
             # so they are warped together, with one sampling grid per (layer, image).
-            x = stack[idx.transpose(1, 2)].flatten(0, 2)  # (L*B*N, C+2, h, w)
+            x = pick_rows(stack, idx.transpose(1, 2))  # (L*B*N, C+2, h, w)
             x = self.sprite_transformer(x, sprite_betas, self.sprite_out_size)
             layer_betas = [None if b is None else b.reshape(L * B, -1) for b in betas["layer"]]  # (L*B, d)
             x = self.layer_transformer(x, layer_betas, self.img_size, groups=N)
             x = x.view(L, B, N, self.C + 2, *self.img_size).transpose(1, 2)  # (L, N, B, C+2, H, W), a view
         else:
-            x = stack[idx].flatten(0, 2)  # (L*N*B, C+2, h, w)
+            x = pick_rows(stack, idx)  # (L*N*B, C+2, h, w)
             x = self.sprite_transformer(x, sprite_betas, self.sprite_out_size)
             if self.layer_transformer is not None:
                 layer_betas = [None if b is None else b.unsqueeze(1).expand(-1, N, -1, -1).reshape(L * N * B, -1)
@@ -265,6 +265,17 @@ def compile_model(model: nn.Module, setting: bool | str) -> None:
     if setting is False:
         return
     model.compile(mode=None if setting is True else setting)
+
+
+def pick_rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows idx (any shape, read in row-major order) of table (K, ...) -> (idx.numel(), ...).
+
+    What table[idx].flatten(0, idx.dim() - 1) computes, with a backward that sums the
+    gradients of a row picked many times in a fixed order. Advanced indexing's CPU backward
+    sums them with atomic adds from racing threads: the last bits then vary from run to run,
+    and two runs with one seed drift apart (issue #14).
+    """
+    return table.index_select(0, idx.flatten())
 
 
 def _detach(tree):
