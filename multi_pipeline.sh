@@ -52,6 +52,10 @@ if [ "$parallel" -le 1 ] && [ "$jobs" -gt 1 ]; then
   export OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))
 fi
 
+run_folder_of() {  # run_folder_of LOG: the folder a run names when it starts (after progress bars: mid-line)
+  sed -n 's/.*run folder: //p' "$1" 2>/dev/null | tail -n 1
+}
+
 run_seed() {  # run_seed SEED GPU_ID_OR_EMPTY: train one seed, record its run folder
   local k=$1 gpu=$2 log="$out/seed$1.log" status=0
   echo "seed $k${gpu:+ on GPU $gpu}: log $log" >&2
@@ -70,7 +74,7 @@ run_seed() {  # run_seed SEED GPU_ID_OR_EMPTY: train one seed, record its run fo
   fi
   if [ -n "$eval_data" ]; then
     local folder
-    folder=$(sed -n 's/.*run folder: //p' "$log" | tail -n 1)
+    folder=$(run_folder_of "$log")
     if .venv/bin/python -m dti_sprites evaluate --run "$folder" --data "$eval_data" --no-progress \
         2>>"$log" | tail -n 1 > "$folder/heldout_scores.json.tmp"; then
       mv "$folder/heldout_scores.json.tmp" "$folder/heldout_scores.json"
@@ -102,10 +106,9 @@ else
   for ((k = first_seed; k <= last_seed; k++)); do run_seed "$k" "${gpus[0]:-}"; done
 fi
 
-# Each run prints "run folder: <path>" when it starts (after progress bars: match mid-line).
 runs=()
 for ((k = first_seed; k <= last_seed; k++)); do
-  folder=$(sed -n 's/.*run folder: //p' "$out/seed$k.log" 2>/dev/null | tail -n 1)
+  folder=$(run_folder_of "$out/seed$k.log")
   [ -n "$folder" ] && runs+=("$folder")
 done
 if [ ${#runs[@]} -eq 0 ]; then

@@ -58,6 +58,7 @@ def _milestones(v):
 
 INT, FLOAT, BOOL, STR, LIST, NONE, DICT = int, float, bool, str, list, type(None), dict
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+REASSIGN_RULES = ("split", "pooled", "original")  # training/reassign.py
 INIT_CHOICES = ("constant", "gaussian", "sample", "mean", "random", "soup", "random_color", "kmeans")
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -111,7 +112,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "empty_cluster_threshold": Key((FLOAT, NONE), None, lambda v: v is None or _non_negative(v)),
         # How empty sprites are found and restarted (training/reassign.py): split (default), pooled,
         # or original (the paper's: one random layer judges, its most used sprite is copied everywhere).
-        "reassign_rule": Key((STR,), "split", _one_of("split", "pooled", "original")),
+        "reassign_rule": Key((STR,), "split", _one_of(*REASSIGN_RULES)),
     },
     "training": {
         "batch_size": Key((INT,), 32, _positive),

@@ -160,17 +160,16 @@ class DTISprites(nn.Module):
         L, N, B = idx.shape
         stack = self._sprite_stack() if stack is None else stack
         sprite_betas = [self._gather_sprite_betas(b, idx) for b in betas["sprite"]]
-        if self.layer_transformer is not None and all(b is None for b in sprite_betas):
-            # No per-sprite warp: the N sprites of a (layer, image) share that layer's placement,
-            # so they are warped together, with one sampling grid per (layer, image).
-            x = pick_rows(stack, idx.transpose(1, 2))  # (L*B*N, C+2, h, w)
-            x = self.sprite_transformer(x, sprite_betas, self.sprite_out_size)
+        # No per-sprite warp: the N sprites of a (layer, image) share that layer's placement, so
+        # they are picked (layer, image)-major and warped together, one sampling grid per group.
+        shared_warp = self.layer_transformer is not None and all(b is None for b in sprite_betas)
+        x = pick_rows(stack, idx.transpose(1, 2) if shared_warp else idx)  # (L*B*N or L*N*B, C+2, h, w)
+        x = self.sprite_transformer(x, sprite_betas, self.sprite_out_size)
+        if shared_warp:
             layer_betas = [None if b is None else b.reshape(L * B, -1) for b in betas["layer"]]  # (L*B, d)
             x = self.layer_transformer(x, layer_betas, self.img_size, groups=N)
             x = x.view(L, B, N, self.C + 2, *self.img_size).transpose(1, 2)  # (L, N, B, C+2, H, W), a view
         else:
-            x = pick_rows(stack, idx)  # (L*N*B, C+2, h, w)
-            x = self.sprite_transformer(x, sprite_betas, self.sprite_out_size)
             if self.layer_transformer is not None:
                 layer_betas = [None if b is None else b.unsqueeze(1).expand(-1, N, -1, -1).reshape(L * N * B, -1)
                                for b in betas["layer"]]  # (L, B, d) -> (L*N*B, d)

@@ -1,5 +1,5 @@
 """Empty-cluster reassignment: a sprite that explains almost nothing is restarted as a noisy
-copy of a busy one, optimiser moments included (docs: paper §3.3, "empty clusters").
+copy of a busy one, optimiser moments included (the paper's empty-cluster reassignment).
 
 Three rules, by name (`model.reassign_rule`):
 
@@ -18,7 +18,7 @@ Three rules, by name (`model.reassign_rule`):
 
 import torch
 
-RULES = ("split", "pooled", "original")
+from ..config import REASSIGN_RULES
 
 
 def assignment_counts(sprite_idx: torch.Tensor, n_candidates: int) -> torch.Tensor:
@@ -63,8 +63,8 @@ def plan_restarts(props: torch.Tensor, threshold: float, rule: str) -> list[tupl
 def reassign_empty_clusters(model, optimizer, counts: torch.Tensor, threshold: float,
                             rule: str = "split") -> list[tuple[int, int]]:
     """Restart the empty sprites by `rule`; return the (restarted, copied from) pairs."""
-    if rule not in RULES:
-        raise ValueError(f"unknown reassignment rule {rule!r}; expected one of {', '.join(RULES)}")
+    if rule not in REASSIGN_RULES:
+        raise ValueError(f"unknown reassignment rule {rule!r}; expected one of {', '.join(REASSIGN_RULES)}")
     props = sprite_proportions(counts.cpu(), model.K, model.add_empty_sprite, pooled=rule != "original")
     plan = plan_restarts(props, threshold, rule)
     for dst, src in plan:
