@@ -325,3 +325,20 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)[:400]
     badge = (np.abs(rgb - np.array([0x2a, 0x7d, 0x3a])).sum(-1) < 12).sum()
     assert badge > 500, badge
+
+
+def test_decompose_describes_a_layer_that_shows_the_empty_sprite():
+    """The empty sprite gets β = 0 in float64 like every other row: a float32 zero row once made
+    the matrix inverse of a spatial sprite module fail on the dtype mix."""
+    from dti_sprites.model.sprites_model import DTISprites
+    from dti_sprites.outputs.decompose import TrainedRun
+
+    cfg = small_config(model={"add_empty_sprite": True, "lambda_empty_sprite": 0.1,
+                              "transformation_sequence": "color_projective"})
+    model = DTISprites(cfg["model"], (35, 35), 3, lambda n: torch.rand(n, 3, 35, 35)).eval()
+    with torch.no_grad():
+        model.masks.fill_(-100.0)  # every sprite invisible: the empty sprite costs less, so it wins
+    run = TrainedRun(model, cfg, Path("unsaved"), torch.device("cpu"))
+    layers = run.decompose(torch.rand(1, 3, 35, 35))[0].objects["layers"]
+    assert all(layer["empty_sprite"] and layer["placement"] is None for layer in layers)
+    assert [t["module"] for t in layers[0]["transformations"]] == ["color", "projective", "color", "position"]

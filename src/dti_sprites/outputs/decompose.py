@@ -233,7 +233,7 @@ class TrainedRun:
                 if not active or transform.kind == "identity":
                     continue
                 if stage == "sprite" and is_empty_sprite:
-                    row = torch.zeros(transform.n_params)  # the model gives the empty sprite β = 0
+                    row = torch.zeros(transform.n_params, dtype=torch.float64)  # the model gives the empty sprite β = 0
                 else:
                     row = beta[head, b].detach().double().cpu()
                 terms, matrix = module_terms(transform, row, out_size)
