@@ -107,3 +107,26 @@ def test_greedy_extra_cost_and_allowed_mask():
     cost = torch.tensor([0.0, 0, 0, 0, -10.0])  # a huge bonus makes sprite 4 always win
     chosen = greedy_select(cand_colors, cand_masks, bg, occlusion, target, 1, extra_cost=cost)
     assert (chosen == 4).all()
+
+
+def test_transmittance_weighs_the_composite_and_the_evaluation_alike():
+    """One visibility formula: the composite sums m_k a_k T_k, and the evaluation's front-most
+    layer is the largest hard m_k T_k."""
+    from dti_sprites.evaluation.evaluate import front_layer
+    from dti_sprites.model.composition import transmittance
+    from dti_sprites.model.sprites_model import Decomposition
+
+    torch.manual_seed(4)
+    L, B = 4, 2
+    colors, masks = torch.rand(L, B, 3, 5, 5), torch.rand(L, B, 1, 5, 5)
+    masks[0] = 1  # the background
+    for occlusion in (None, predicted_occlusion(torch.randn(B, 3), n_objects=3, has_background=True)):
+        weights = masks * transmittance(masks, occlusion)  # (L, B, 1, H, W)
+        assert torch.allclose((weights * colors).sum(0), layered_composite(colors, masks, occlusion), atol=1e-6)
+    # The fixed order's reversed cumprod is the product over the fixed occlusion matrix.
+    assert torch.allclose(transmittance(masks), transmittance(masks, fixed_occlusion(L, B)), atol=1e-6)
+    out = Decomposition(recon=colors[0], loss=torch.zeros(B), sprite_idx=torch.zeros(3, B, dtype=torch.long),
+                        bkg_idx=torch.zeros(B, dtype=torch.long), colors=colors, masks=masks,
+                        occlusion=fixed_occlusion(L, B), has_background=True)
+    covering = (masks[1:, :, 0] > 0.5).long() * torch.arange(1, L)[:, None, None, None]  # (L-1, B, H, W)
+    assert torch.equal(front_layer(out), covering.amax(0))  # fixed order: the last covering layer is in front

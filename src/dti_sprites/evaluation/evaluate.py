@@ -13,6 +13,7 @@ filled ones: the ARI-FG of the original release, which the paper reports (SPEC �
 import torch
 from tqdm import tqdm
 
+from ..model.composition import transmittance
 from ..model.sprites_model import Decomposition
 from . import EVALUATORS
 from .metrics import ConfusionMatrix, mean_ari, semantic_scores
@@ -24,10 +25,9 @@ def front_layer(decomposition: Decomposition, images: torch.Tensor | None = None
     With `images` given, pixels left to the background are instead given to the object layer
     whose colour is closest to the image there (`eval_with_bkg: false`).
     """
-    masks = (decomposition.masks[:, :, 0] > 0.5).float()  # (L', B, H, W)
-    delta = (decomposition.occlusion > 0.5).float().permute(1, 2, 0)[..., None, None]  # (L', L', B, 1, 1)
-    visible = masks * (1 - delta * masks.unsqueeze(1)).prod(0)  # (L', B, H, W): m_k Π_j (1 − δ[j,k] m_j)
-    objects = visible[decomposition.first_object:]  # (L, B, H, W)
+    masks = (decomposition.masks > 0.5).float()  # (L', B, 1, H, W)
+    visible = masks * transmittance(masks, (decomposition.occlusion > 0.5).float())  # (L', B, 1, H, W)
+    objects = visible[decomposition.first_object:, :, 0]  # (L, B, H, W)
     label = objects.argmax(0) + 1
     label = torch.where(objects.amax(0) > 0, label, torch.zeros_like(label))
     return label if images is None else fill_background(label, decomposition, images)

@@ -42,15 +42,20 @@ def _occluders(masks: torch.Tensor, occlusion: torch.Tensor) -> torch.Tensor:
     return 1 - delta * masks.unsqueeze(1)  # (L', L', B, 1, H, W)
 
 
+def transmittance(masks: torch.Tensor, occlusion: torch.Tensor | None = None) -> torch.Tensor:
+    """How much of each layer the layers in front let through, T_k = Π_{j≠k} (1 − δ[j,k] m_j):
+    (L', B, 1, H, W). m_k T_k is what layer k shows in the image: its weight in the composite,
+    and what the evaluation's front-most layer compares. occlusion None: the fixed order."""
+    if occlusion is None:
+        # Later layers in front: T_k = Π_{j>k} (1 − m_j), a reversed cumprod.
+        clear = (1 - masks).flip(0).cumprod(0).flip(0)  # (L', B, 1, H, W): Π_{j>=k}
+        return torch.cat([clear[1:], torch.ones_like(clear[:1])], 0)  # Π_{j>k}
+    return _occluders(masks, occlusion).prod(0)  # (L', B, 1, H, W), diagonal G = 1
+
+
 def layered_composite(colors: torch.Tensor, masks: torch.Tensor, occlusion: torch.Tensor | None = None) -> torch.Tensor:
     """Compose layers into an image (B, C, H, W); occlusion None means fixed order."""
-    if occlusion is None:
-        # Back-to-front: transmittance of layer k is Π_{j>k} (1 − m_j), a reversed cumprod.
-        clear = (1 - masks).flip(0).cumprod(0).flip(0)  # (L', B, 1, H, W): Π_{j>=k}
-        transmittance = torch.cat([clear[1:], torch.ones_like(clear[:1])], 0)  # Π_{j>k}
-        return (masks * colors * transmittance).sum(0)
-    transmittance = _occluders(masks, occlusion).prod(0)  # (L', B, 1, H, W), diagonal G = 1
-    return (masks * colors * transmittance).sum(0)
+    return (masks * colors * transmittance(masks, occlusion)).sum(0)
 
 
 def blend_terms(colors: torch.Tensor, masks: torch.Tensor, occlusion: torch.Tensor, layer: int):
@@ -62,9 +67,9 @@ def blend_terms(colors: torch.Tensor, masks: torch.Tensor, occlusion: torch.Tens
     instead of a full composition. A, D (B, C, H, W); T (B, 1, H, W).
     """
     in_front = occlusion[:, :, layer].T[..., None, None, None]  # (L', B, 1, 1, 1): δ[j, layer]
-    transmittance = (1 - in_front * masks).prod(0)  # (B, 1, H, W); δ[layer, layer] = 0
+    through = (1 - in_front * masks).prod(0)  # (B, 1, H, W); δ[layer, layer] = 0
     without = masks.clone()
     without[layer] = 0  # the varied layer is absent from A and occludes nobody there
-    others = without * colors * _occluders(without, occlusion).prod(0)  # (L', B, C, H, W): P_k, P_layer = 0
+    others = without * colors * transmittance(without, occlusion)  # (L', B, C, H, W): P_k, P_layer = 0
     hidden_weight = occlusion[:, layer].T[..., None, None, None]  # (L', B, 1, 1, 1): δ[layer, k]
-    return others.sum(0), transmittance, (hidden_weight * others).sum(0)
+    return others.sum(0), through, (hidden_weight * others).sum(0)
