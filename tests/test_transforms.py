@@ -1,5 +1,6 @@
 """Transformation modules: identities at β = 0, hand-computed cases and gradients."""
 
+import json
 import math
 
 import pytest
@@ -14,6 +15,7 @@ from dti_sprites.model.transforms import (
     Transform,
     _identity_grid,
     build_transform,
+    describe_conventions,
     parse_sequence,
 )
 
@@ -313,3 +315,54 @@ def test_unknown_names_raise_config_error():
         build_transform("warp", n_colors=3, clamp=no_clamp)
     with pytest.raises(ConfigError):
         parse_sequence("")
+
+
+def _registered_modules():
+    return [cls(n_colors=N_COLORS, clamp=no_clamp) for cls in TRANSFORMS.factories()]
+
+
+@pytest.mark.parametrize("module", _registered_modules(), ids=lambda m: m.name)
+def test_every_module_describes_itself_in_json(module):
+    """Decompositions ask each module for its terms: every registered one must answer, at β = 0
+    and elsewhere, with plain numbers only."""
+    for beta in (torch.zeros(module.n_params), torch.linspace(-0.3, 0.2, module.n_params)):
+        beta = beta.double() + (module.param_offset().double() if module.param_offset() is not None else 0)
+        terms = module.describe(beta, (10, 14))
+        assert terms["module"] == module.name and len(terms["beta"]) == module.n_params
+        json.dumps(terms, allow_nan=False)
+    for key, text in vars(type(module)).get("conventions", {}).items():
+        assert key in describe_conventions() and text == describe_conventions()[key]
+
+
+@pytest.mark.parametrize("name", ["affine", "position", "similarity", "projective"])
+def test_sampling_matrix_is_the_map_the_warp_samples(name):
+    module = make(name)
+    torch.manual_seed(3)
+    beta = 0.2 * torch.randn(2, module.n_params, dtype=torch.float64)
+    matrix = module.sampling_matrix(beta)  # (2, 3, 3)
+    q = _identity_grid((5, 7), None, torch.float64)  # (35, 2)
+    mapped = torch.cat([q, torch.ones_like(q[:, :1])], 1) @ matrix.transpose(1, 2)  # (2, 35, 3)
+    expected = (mapped[..., :2] / mapped[..., 2:]).view(2, 5, 7, 2)
+    assert torch.allclose(module.sampling_grid(beta, (5, 7)), expected, atol=1e-12)
+
+
+def test_modules_without_a_plane_map_have_no_sampling_matrix():
+    for name in ("identity", "color", "tps", "morpho"):
+        module = make(name)
+        assert module.sampling_matrix(torch.zeros(1, module.n_params)) is None
+
+
+def test_described_terms_follow_each_formula():
+    color = make("color").describe(torch.tensor([0.5, 0, -0.5, 0.1, 0.2, 0.3], dtype=torch.float64), (8, 8))
+    assert color["gain"] == [1.5, 1.0, 0.5] and color["bias"] == [0.1, 0.2, 0.3]
+    position = make("position").describe(torch.tensor([0.0, 0.5, -0.3], dtype=torch.float64), (20, 40))
+    assert position["extent"] == 0.5 and position["extent_xy"] == [0.5, 0.5]
+    assert position["offset_px"] == pytest.approx([-0.25 * 20, 0.15 * 10])  # -(t)/(1+e^s) * (W/2, H/2)
+    assert list(position)[-2:] == ["extent", "matrix"]
+    quarter_turn = make("similarity").describe(torch.tensor([-1.0, 1.0, 0, 0], dtype=torch.float64), (8, 8))
+    assert quarter_turn["rotation_deg"] == pytest.approx(-90)
+    tps = make("tps", grid_size=2).describe(torch.tensor([0.5, 0.0] * 4, dtype=torch.float64), (10, 20))
+    assert tps["control_grid"] == 2 and tps["mean_shift_px"] == tps["max_shift_px"] == 5.0
+    morpho = make("morpho")
+    assert morpho.describe(morpho.param_offset().double(), (8, 8))["effect"] == "none"
+    assert morpho.describe(morpho.param_offset().double() + 1, (8, 8))["effect"] == "dilation"

@@ -35,3 +35,7 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def factories(self) -> list[T]:
+        """Each factory once (its aliases aside), in the order registered."""
+        return list(dict.fromkeys(self._entries.values()))

@@ -1,15 +1,8 @@
 """Transformation modules: colour, spatial and mask deformations of sprites and backgrounds.
 
-A module holds no learnable parameter: its parameters β (N, d) are predicted per image by a
-head built elsewhere, whose last layer starts at zero, so β = 0 must be each module's
-starting point (the identity, except `position`, see below; and `morpho`, whose caller adds
-`param_offset()` first).
-
-Tensor layout: x is (N, Ch, h, w); the first `n_colors` channels are colour; a sprite then
-carries its mask and its noise canvas (Ch = n_colors + 2), a background nothing more
-(Ch = n_colors). Spatial modules use the normalised coordinates of `F.affine_grid` with
-`align_corners=False`: x (columns) then y (rows), both in [-1, 1] over the pixel extents, and
-map every *output* coordinate q to the *input* coordinate it samples.
+Each module is one class registered by name below; what every module provides (β, tensor
+layout, coordinates, how it describes itself) is written in transform_base.py. A new module
+is one class in this file.
 
 Reference: Monnier et al., "Unsupervised Layered Image Decomposition into Object Prototypes",
 ICCV 2021 (arXiv 2104.14575), section 3 and appendix.
@@ -17,13 +10,16 @@ ICCV 2021 (arXiv 2104.14575), section 3 and appendix.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
 from ..registry import Registry
-from .clamp import ClampFn
+from .canvas_geometry import rounded
+from .transform_base import SpatialTransform, Transform
 
 TRANSFORMS: Registry = Registry("transformation")
 
@@ -31,42 +27,6 @@ TRANSFORMS: Registry = Registry("transformation")
 _PROJECTIVE_EPS = 1e-6
 # Morpho starts with a strong centre weight (sigmoid(5) ~ 0.993) and weak neighbours.
 _MORPHO_INIT_LOGIT = 5.0
-
-
-class Transform:
-    """A parameter-free transformation x -> T_β(x) with β given at call time."""
-
-    name = "identity"
-    kind = "identity"
-
-    def __init__(
-        self,
-        n_colors: int,
-        clamp: ClampFn,
-        padding_mode: str = "zeros",
-        grid_size: int = 4,
-        kernel_size: int = 3,
-    ):
-        self.n_colors = n_colors
-        self.clamp = clamp
-        self.padding_mode = padding_mode
-        self.grid_size = grid_size
-        self.kernel_size = kernel_size
-        self.n_params = self.count_params()
-
-    def count_params(self) -> int:
-        """d, the size of β (may depend on n_colors, grid_size or kernel_size)."""
-        return 0
-
-    def __call__(self, x: Tensor, beta: Tensor, out_size: tuple[int, int]) -> Tensor:
-        raise NotImplementedError
-
-    def param_offset(self) -> Tensor | None:
-        """Constant the caller adds to β before the call (None: nothing to add)."""
-        return None
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(n_params={self.n_params})"
 
 
 @TRANSFORMS.register("identity", "id")
@@ -86,9 +46,14 @@ class ColorTransform(Transform):
     """
 
     name = kind = "color"
+    conventions = {"color": "out_c = gain_c * in_c + bias_c per channel (R, G, B), then clamped to [0, 1]"}
 
     def count_params(self) -> int:
         return 2 * self.n_colors
+
+    def gain_bias(self, beta: Tensor) -> tuple[Tensor, Tensor]:
+        """β (N, 2C) -> gain 1 + β[:, :C] and bias β[:, C:], (N, C) each."""
+        return 1 + beta[:, : self.n_colors], beta[:, self.n_colors :]
 
     def _n_input_colors(self, n_channels: int) -> int:
         # A sprite adds mask + canvas (2 channels) to its colours, a background nothing.
@@ -106,24 +71,13 @@ class ColorTransform(Transform):
         colors, rest = x[:, :n_in], x[:, n_in:]
         if n_in != self.n_colors:
             colors = colors.expand(-1, self.n_colors, -1, -1)  # (N, C, h, w)
-        gain = 1 + beta[:, : self.n_colors, None, None]  # (N, C, 1, 1)
-        bias = beta[:, self.n_colors :, None, None]  # (N, C, 1, 1)
-        colors = self.clamp(gain * colors + bias)
+        gain, bias = self.gain_bias(beta)  # (N, C) each
+        colors = self.clamp(gain[:, :, None, None] * colors + bias[:, :, None, None])
         return torch.cat([colors, rest], dim=1)
 
-
-class SpatialTransform(Transform):
-    """Warps all channels together by bilinear sampling on a grid of size out_size."""
-
-    kind = "spatial"
-
-    def sampling_grid(self, beta: Tensor, out_size: tuple[int, int]) -> Tensor:
-        """Input coordinates sampled by every output pixel, (N, H_out, W_out, 2) as (x, y)."""
-        raise NotImplementedError
-
-    def __call__(self, x: Tensor, beta: Tensor, out_size: tuple[int, int]) -> Tensor:
-        grid = self.sampling_grid(beta.to(x.dtype), out_size)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False)
+    def describe(self, beta: Tensor, out_size: tuple[int, int]) -> dict:
+        gain, bias = self.gain_bias(beta[None])
+        return {**super().describe(beta, out_size), "gain": rounded(gain[0]), "bias": rounded(bias[0])}
 
 
 def _identity_grid(out_size: tuple[int, int], device, dtype) -> Tensor:
@@ -143,6 +97,11 @@ class _AffineFamily(SpatialTransform):
 
     def affine_matrix(self, beta: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def sampling_matrix(self, beta: Tensor) -> Tensor:
+        theta = self.affine_matrix(beta)  # (N, 2, 3)
+        last_row = torch.tensor([0.0, 0.0, 1.0], device=beta.device, dtype=beta.dtype).expand(theta.size(0), 1, 3)
+        return torch.cat([theta, last_row], dim=1)  # (N, 3, 3)
 
     def sampling_grid(self, beta: Tensor, out_size: tuple[int, int]) -> Tensor:
         """The grid of `F.affine_grid(theta, align_corners=False)`, written out elementwise:
@@ -178,6 +137,10 @@ class PositionTransform(_AffineFamily):
     """
 
     name = "position"
+    conventions = {
+        "position": "A = [[1+e^s, 0, tx], [0, 1+e^s, ty]]: extent = 1/(1+e^s), offset_px = -(tx, ty)/(1+e^s) * "
+                    "(W/2, H/2); at the head's start (beta = 0) a sprite spans half the canvas, centred",
+    }
 
     def count_params(self) -> int:
         return 3
@@ -188,6 +151,9 @@ class PositionTransform(_AffineFamily):
         row_x = torch.stack([scale, zero, beta[:, 1]], dim=1)  # (N, 3)
         row_y = torch.stack([zero, scale, beta[:, 2]], dim=1)  # (N, 3)
         return torch.stack([row_x, row_y], dim=1)  # (N, 2, 3)
+
+    def matrix_terms(self, beta: Tensor) -> dict:
+        return {"extent": round(1 / (1 + math.exp(float(beta[0]))), 5)}
 
 
 @TRANSFORMS.register("similarity", "sim")
@@ -215,8 +181,11 @@ class ProjectiveTransform(SpatialTransform):
     def count_params(self) -> int:
         return 9
 
+    def sampling_matrix(self, beta: Tensor) -> Tensor:
+        return torch.eye(3, device=beta.device, dtype=beta.dtype) + beta.reshape(-1, 3, 3)  # (N, 3, 3)
+
     def sampling_grid(self, beta: Tensor, out_size: tuple[int, int]) -> Tensor:
-        homography = torch.eye(3, device=beta.device, dtype=beta.dtype) + beta.reshape(-1, 3, 3)  # (N, 3, 3)
+        homography = self.sampling_matrix(beta)  # (N, 3, 3)
         points = _identity_grid(out_size, beta.device, beta.dtype)  # (HW, 2)
         points = torch.cat([points, torch.ones_like(points[:, :1])], dim=1)  # (HW, 3)
         mapped = points @ homography.transpose(1, 2)  # (N, HW, 3)
@@ -280,6 +249,14 @@ class ThinPlateSplineTransform(SpatialTransform):
         coeffs = torch.linalg.solve_ex(system.expand(rhs.size(0), -1, -1), rhs).result  # (N, n + 3, 2)
         return _tps_design(points, targets) @ coeffs  # (P, n + 3) @ (N, n + 3, 2) -> (N, P, 2)
 
+    def describe(self, beta: Tensor, out_size: tuple[int, int]) -> dict:
+        """Adds the control grid's size and how far its points move, in output pixels."""
+        H, W = out_size
+        shift = beta.view(-1, 2) * torch.tensor([W / 2, H / 2], dtype=beta.dtype)  # (G^2, 2)
+        norms = shift.norm(dim=1)
+        return {**super().describe(beta, out_size), "control_grid": self.grid_size,
+                "mean_shift_px": round(float(norms.mean()), 3), "max_shift_px": round(float(norms.max()), 3)}
+
 
 @TRANSFORMS.register("morpho", "morphological")
 class MorphologicalTransform(Transform):
@@ -323,6 +300,11 @@ class MorphologicalTransform(Transform):
         mask = self._smooth_extremum(x[:, mask_idx : mask_idx + 1], params)  # (N, 1, h, w)
         return torch.cat([x[:, :mask_idx], mask, x[:, mask_idx + 1 :]], dim=1)
 
+    def describe(self, beta: Tensor, out_size: tuple[int, int]) -> dict:
+        alpha = float(beta[0])
+        effect = "dilation" if alpha > 0 else "erosion" if alpha < 0 else "none"
+        return {**super().describe(beta, out_size), "alpha": round(alpha, 4), "effect": effect}
+
 
 def parse_sequence(name: str) -> list[str]:
     """Split a sequence name like "color_projective_tps" into canonical module names."""
@@ -334,3 +316,13 @@ def parse_sequence(name: str) -> list[str]:
 def build_transform(name: str, **kwargs) -> Transform:
     """Instantiate one module by name or alias; kwargs go to its constructor."""
     return TRANSFORMS.get(name)(**kwargs)
+
+
+def describe_conventions() -> dict[str, str]:
+    """What the terms of every registered module's `describe` mean, by key: spatial modules
+    first (the text they share, then each one's own), then the others, in registration order."""
+    texts = {}
+    for module in sorted(TRANSFORMS.factories(), key=lambda cls: cls.kind != "spatial"):
+        for cls in reversed(module.__mro__):
+            texts.update(vars(cls).get("conventions", {}))
+    return texts

@@ -13,9 +13,9 @@ writes OUT/<stem>/ for every image DIR/<stem>.<ext> (see `ImageDecomposition.sav
 Images are resized to the model's image size first (bilinear, antialiased, as the
 training loader does), optionally centre-cropped to its aspect ratio before (see
 decompose_inputs.py). The placement of each object is read from the head outputs the
-forward pass returns (`Decomposition.betas`) through the module formulas of transforms.py;
-`CONVENTIONS` below is copied into every objects.json so the numbers can be read without
-this file.
+forward pass returns (`Decomposition.betas`), each module describing its own (`describe`
+and `sampling_matrix`, model/transforms.py); `CONVENTIONS` below, with the modules' own
+conventions, is copied into every objects.json so the numbers can be read without this file.
 """
 
 import json
@@ -30,12 +30,12 @@ from tqdm import tqdm
 
 from ..errors import DataError
 from ..evaluation.evaluate import front_layer, semantic_labels
+from ..model.canvas_geometry import input_landing, rounded
+from ..model.transforms import describe_conventions
 from ..palette import colorize
 from ..training.checkpoint import load_trained_model
 from .decompose_inputs import fit_to_model, list_image_files, load_image
 MASK_THRESHOLD = 0.5  # the evaluation's hard-mask threshold (SPEC §3)
-# Finite-difference step (normalised sprite units) for the local scale of projective chains.
-JACOBIAN_STEP = 1e-3
 
 CONVENTIONS = {
     "pixels": "x to the right, y down, origin at the top-left corner of the image; pixel (row i, column j) "
@@ -59,13 +59,7 @@ CONVENTIONS = {
                        "its output canvas is the sprite size when a layer sequence follows, else the image), then "
                        "stage 'layer' (output: the image), stage 'background' for the background; 'beta' is the "
                        "raw head output",
-    "spatial": "a spatial module samples, for each output coordinate q, the input at A q (normalised coordinates "
-               "in [-1, 1] over the pixel extents, grid_sample with align_corners=false): its input therefore "
-               "appears at A^-1 of its own coordinates. extent_xy = fraction of the output canvas the whole input "
-               "canvas spans; offset_px = where the input's centre lands, in output pixels from the canvas centre",
-    "position": "A = [[1+e^s, 0, tx], [0, 1+e^s, ty]]: extent = 1/(1+e^s), offset_px = -(tx, ty)/(1+e^s) * "
-                "(W/2, H/2); at the head's start (beta = 0) a sprite spans half the canvas, centred",
-    "color": "out_c = gain_c * in_c + bias_c per channel (R, G, B), then clamped to [0, 1]",
+    **describe_conventions(),
     "placement": "all spatial modules of the layer combined: center_px = where the sprite's centre lands in the "
                  "image; scale = image pixels per sprite pixel (geometric mean; scale_xy per sprite axis); "
                  "rotation_deg = angle of the sprite's x axis in the image, positive = clockwise on screen "
@@ -234,10 +228,10 @@ class TrainedRun:
                     row = torch.zeros(transform.n_params, dtype=torch.float64)  # the model gives the empty sprite β = 0
                 else:
                     row = beta[head, b].detach().double().cpu()
-                terms, matrix = module_terms(transform, row, out_size)
-                entries.append({"stage": stage, **terms})
+                entries.append({"stage": stage, **transform.describe(row, out_size)})
+                matrix = transform.sampling_matrix(row[None])  # (1, 3, 3) or None
                 if matrix is not None:
-                    chain = chain @ matrix  # output -> input: later modules multiply on the right
+                    chain = chain @ matrix[0]  # output -> input: later modules multiply on the right
         occlusion = out.object_occlusion[b].double().cpu()  # (L, L) δ[j, k]: j in front of k
         in_front = occlusion.sum(0)  # how much of the other layers covers each layer
         order = torch.argsort(in_front, stable=True)
@@ -263,7 +257,7 @@ class TrainedRun:
         sequence = model.bkg_transformer
         for transform, beta, active in zip(sequence.transforms, out.betas["bkg"], sequence.active):
             if active and transform.kind != "identity":
-                terms, _ = module_terms(transform, beta[m, b].detach().double().cpu(), model.img_size)
+                terms = transform.describe(beta[m, b].detach().double().cpu(), model.img_size)
                 entries.append({"stage": "background", **terms})
         return {"index": m, "transformations": entries}
 
@@ -291,88 +285,12 @@ def load_run(run_dir: str | Path | None = None, checkpoint: str | Path | None = 
     return TrainedRun(model, ckpt.get("config"), source, torch.device(device))
 
 
-# ---- parameters in human terms -------------------------------------------------------------
-def _as_3x3(affine: torch.Tensor) -> torch.Tensor:
-    return torch.cat([affine, torch.tensor([[0.0, 0.0, 1.0]], dtype=affine.dtype)])
-
-
-def _round(values, digits: int = 4):
-    if isinstance(values, torch.Tensor):
-        values = values.tolist()
-    if isinstance(values, list):
-        return [_round(v, digits) for v in values]
-    return round(float(values), digits)
-
-
-def module_terms(transform, beta: torch.Tensor, out_size: tuple[int, int]) -> tuple[dict, torch.Tensor | None]:
-    """Human-readable parameters of one module, and its 3x3 output->input matrix (None if not
-    a projective map of the plane). beta (d,) float64, out_size (H, W) of the module's output."""
-    name = transform.name
-    terms = {"module": name, "beta": _round(beta, 5)}
-    if transform.kind == "color":
-        C = transform.n_colors
-        terms.update(gain=_round(1 + beta[:C]), bias=_round(beta[C:]))
-        return terms, None
-    if name == "morpho":
-        alpha = float(beta[0])
-        terms.update(alpha=round(alpha, 4), effect="dilation" if alpha > 0 else "erosion" if alpha < 0 else "none")
-        return terms, None
-    if name == "tps":
-        H, W = out_size
-        shift = beta.view(-1, 2) * torch.tensor([W / 2, H / 2], dtype=beta.dtype)  # (G^2, 2) in pixels
-        norms = shift.norm(dim=1)
-        terms.update(control_grid=transform.grid_size, mean_shift_px=round(float(norms.mean()), 3),
-                     max_shift_px=round(float(norms.max()), 3))
-        return terms, None
-    if name == "projective":
-        matrix = torch.eye(3, dtype=beta.dtype) + beta.view(3, 3)
-    else:  # affine family: affine, position, similarity
-        matrix = _as_3x3(transform.affine_matrix(beta[None])[0])
-    terms.update(canvas_terms(matrix, out_size))
-    if name == "position":
-        terms["extent"] = round(1 / (1 + math.exp(float(beta[0]))), 5)
-    terms["matrix"] = _round(matrix, 5)
-    return terms, matrix
-
-
-def _local_map(matrix: torch.Tensor):
-    """input-normalised point -> output-normalised point (the inverse of a module's sampling map)."""
-    inverse = torch.linalg.inv(matrix)
-
-    def apply(p: torch.Tensor) -> torch.Tensor:
-        q = inverse @ torch.cat([p, p.new_ones(1)])
-        return q[:2] / q[2]
-
-    return apply
-
-
-def _jacobian(apply) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image of the input's centre and the local linear map there (2x2), by central differences."""
-    centre = apply(torch.zeros(2, dtype=torch.float64))
-    cols = []
-    for axis in range(2):
-        step = torch.zeros(2, dtype=torch.float64)
-        step[axis] = JACOBIAN_STEP
-        cols.append((apply(step) - apply(-step)) / (2 * JACOBIAN_STEP))
-    return centre, torch.stack(cols, 1)
-
-
-def canvas_terms(matrix: torch.Tensor, out_size: tuple[int, int]) -> dict:
-    """Where one spatial module puts its input on its output canvas (normalised units per axis)."""
-    H, W = out_size
-    centre, jac = _jacobian(_local_map(matrix))
-    return {
-        "extent_xy": _round([jac[:, 0].norm(), jac[:, 1].norm()]),
-        "rotation_deg": round(math.degrees(math.atan2(float(jac[1, 0]), float(jac[0, 0]))), 3),
-        "offset_px": _round([centre[0] * W / 2, centre[1] * H / 2], 3),
-    }
-
-
+# ---- where an object lands -----------------------------------------------------------------
 def placement(chain: torch.Tensor, sprite_size: tuple[int, int], img_size: tuple[int, int],
               mask: torch.Tensor) -> dict:
     """Where a sprite lands in the image, from the product of its modules' matrices."""
     (h, w), (H, W) = sprite_size, img_size
-    centre, jac = _jacobian(_local_map(chain))
+    centre, jac = input_landing(chain)
     # Normalised units to pixels: image W/2 px per unit, sprite w/2 px per unit.
     to_px = torch.diag(torch.tensor([W / 2, H / 2], dtype=torch.float64)) @ jac \
         @ torch.diag(torch.tensor([2 / w, 2 / h], dtype=torch.float64))
@@ -380,10 +298,10 @@ def placement(chain: torch.Tensor, sprite_size: tuple[int, int], img_size: tuple
     ys, xs = mask.nonzero(as_tuple=True)
     bbox = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if xs.numel() else None
     return {
-        "center_px": _round([(centre[0] + 1) * W / 2, (centre[1] + 1) * H / 2], 3),
+        "center_px": rounded([(centre[0] + 1) * W / 2, (centre[1] + 1) * H / 2], 3),
         "scale": round(math.sqrt(abs(float(torch.linalg.det(to_px)))), 4),
-        "scale_xy": _round(scale_xy),
+        "scale_xy": rounded(scale_xy),
         "rotation_deg": round(math.degrees(math.atan2(float(to_px[1, 0]), float(to_px[0, 0]))), 3),
-        "size_px": _round([h * scale_xy[1], w * scale_xy[0]], 3),
+        "size_px": rounded([h * scale_xy[1], w * scale_xy[0]], 3),
         "bbox_px": bbox,
     }
