@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dti_sprites.data import get_dataset
+from dti_sprites.data import build_dataset
 from dti_sprites.errors import ConfigError
 from dti_sprites.op_census import OpCensus, _copy_waits
 from dti_sprites.training import batches
@@ -22,7 +22,7 @@ def _trainer(tetro_dir, runs, **training):
 
 
 def test_streamed_batches_equal_resident_batches(tetro_dir):
-    dataset = get_dataset("tetrominoes", tetro_dir.parent, "train")
+    dataset = build_dataset(small_config(dataset={"path": str(tetro_dir)}), "train")[0]
     resident = ResidentImages(dataset, torch.device("cpu"), progress=False)
     streamed = StreamedImages(dataset, torch.device("cpu"), n_workers=2)
     chunks = list(torch.randperm(len(dataset), generator=torch.Generator().manual_seed(3))[:40].split(8))
@@ -49,7 +49,7 @@ def test_streamed_training_and_resume_match_resident_training(tetro_dir, tmp_pat
 
 
 def test_auto_keeps_images_resident_only_when_they_fit(tetro_dir, monkeypatch):
-    dataset = get_dataset("tetrominoes", tetro_dir.parent, "train")
+    dataset = build_dataset(small_config(dataset={"path": str(tetro_dir)}), "train")[0]
     cpu = torch.device("cpu")
     assert batches.resident_bytes(dataset) == len(dataset) * 3 * 35 * 35
     assert isinstance(image_source(dataset, cpu, "auto", 0, progress=False), ResidentImages)
@@ -98,7 +98,7 @@ def test_census_rules_for_copies_between_host_and_device():
 
 
 def test_resident_batches_upload_indices_once(tetro_dir):
-    dataset = get_dataset("tetrominoes", tetro_dir.parent, "train")
+    dataset = build_dataset(small_config(dataset={"path": str(tetro_dir)}), "train")[0]
     resident = ResidentImages(dataset, torch.device("cpu"), progress=False)
     chunks = [torch.tensor([3, 1]), torch.tensor([0, 2, 5])]
     got = list(resident.batches(chunks))

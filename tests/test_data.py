@@ -5,9 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from dti_sprites.data import DATASETS, MultiObjectDataset, get_dataset, load_tensors
+from dti_sprites.data import DATASETS, MultiObjectDataset, build_dataset, load_tensors
 from dti_sprites.data import tetrominoes as tet
 from dti_sprites.errors import DataError
+
+from conftest import small_config
 
 N = 30
 
@@ -116,7 +118,7 @@ def test_generator_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
 
 
 def test_loader_reads_generated_set(tetro_dir):
-    ds = get_dataset("tetrominoes", tetro_dir.parent, "train")
+    ds = build_dataset(small_config(dataset={"path": str(tetro_dir)}), "train")[0]
     assert len(ds) == N and ds.n_channels == 3 and ds.img_size == (35, 35) and ds.n_classes == 20
     image, inst, sem = ds[0]
     assert image.shape == (3, 35, 35) and image.dtype == torch.float32
@@ -170,9 +172,9 @@ def test_loader_reads_16_bit_masks_and_grey_images(tmp_path):
 def test_loader_errors_name_the_path(tmp_path, tetro_dir):
     missing = tmp_path / "nowhere" / "tetrominoes"
     with pytest.raises(DataError, match=f"{missing}.*make-data tetrominoes --out {missing}"):
-        get_dataset("tetrominoes", tmp_path / "nowhere", "train")
+        build_dataset(small_config(dataset={"data_root": str(tmp_path / "nowhere")}), "train")
     with pytest.raises(DataError, match="download_data.sh") as err:
-        get_dataset("clevr6", tmp_path / "nowhere", "train")
+        build_dataset(small_config(dataset={"name": "clevr6", "data_root": str(tmp_path / "nowhere")}), "train")
     assert "make-data" not in str(err.value)
 
     root = tmp_path / "set"

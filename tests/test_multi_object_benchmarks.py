@@ -19,7 +19,7 @@ from dti_sprites import cli
 from dti_sprites.config import load_config, validate
 from dti_sprites.data import dsprites as ds
 from dti_sprites.data import download as dl
-from dti_sprites.data import get_dataset
+from dti_sprites.data import build_dataset
 from dti_sprites.errors import DataError
 from dti_sprites.model.sprites_model import DTISprites
 from dti_sprites.training.trainer import Trainer
@@ -165,7 +165,7 @@ def test_make_data_and_prepare_data_produce_dsprites(tmp_path):
     raw["dataset"].update(data_root=str(tmp_path / "root"), synthetic_size=4)
     (tmp_path / "cfg.yml").write_text(yaml.safe_dump(raw))
     cli.main(["prepare-data", "--config", str(tmp_path / "cfg.yml")])
-    loaded = get_dataset("dsprites_gray", tmp_path / "root", "train")
+    loaded, _ = build_dataset(load_config(tmp_path / "cfg.yml"), "train")
     assert len(loaded) == 4 and loaded.img_size == (64, 64) and loaded.n_classes == 4
 
 

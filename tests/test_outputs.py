@@ -57,8 +57,8 @@ def test_final_figures_show_the_scored_segmentation(run_dir, tetro_dir):
     assert Image.open(images / "reconstructions_32.png").size == (8 * 72 + 2, 8 * 72 + 2)
     # The segmentation column of image 5 (row 1, triplet 1) is the model's instance labels, coloured.
     run = load_run(run_dir)
-    from dti_sprites.data import get_dataset
-    image = get_dataset("tetrominoes", tetro_dir.parent, "eval")[5][0]
+    from dti_sprites.data import build_dataset
+    image = build_dataset(small_config(dataset={"path": str(tetro_dir)}), "eval")[0][5][0]
     _, inst, sem = explain(run.model, image[None])
     expected = colorize(inst, run.model.L + 1)[0]  # (3, 35, 35)
     assert np.array_equal(_cell(images / "segmentation_instances.png", 1, 5, 70), _as_saved(expected))
@@ -144,8 +144,8 @@ def test_decompose_command_writes_layers_labels_and_objects(run_dir, tetro_dir, 
 
 def test_decompose_api_matches_the_model(run_dir, tetro_dir):
     run = load_run(run_dir)
-    from dti_sprites.data import get_dataset
-    data = get_dataset("tetrominoes", tetro_dir.parent, "eval")
+    from dti_sprites.data import build_dataset
+    data, _ = build_dataset(small_config(dataset={"path": str(tetro_dir)}), "eval")
     images = torch.stack([data[i][0] for i in range(5)])
     results = run.decompose(images, batch_size=2)
     assert [r.name for r in results] == ["0", "1", "2", "3", "4"]

@@ -82,11 +82,10 @@ EVAL_SPLITS = {"multi_object": "the first 320 images, or all when fewer"}
 
 def cmd_evaluate(args) -> None:
     from .config import validate
-    from .data import DATASETS
+    from .data import DATASETS, build_dataset, dataset_root
     from .errors import CheckpointError
     from .evaluation import evaluate_model, scores_json
     from .training.checkpoint import load_trained_model
-    from .training.trainer import build_dataset, dataset_root
 
     device = pick_device(args.device)
     source = args.checkpoint or args.run
@@ -131,7 +130,7 @@ def cmd_make_data(args) -> None:
 def cmd_prepare_data(args) -> None:
     """Generate the config's dataset when it is synthetic and absent; otherwise do nothing."""
     from .config import load_config
-    from .training.trainer import dataset_root
+    from .data import dataset_root
 
     cfg = load_config(resolve_config(args.config))
     name, root = cfg["dataset"]["name"], dataset_root(cfg)

@@ -1,7 +1,9 @@
 """Datasets found by config name.
 
-A config names a dataset (`dataset: tetrominoes`) and a data root; `get_dataset` resolves the
-dataset's own sub-folder under that root. Adding a dataset is one `register_dataset` call.
+A config names a dataset (`dataset.name: tetrominoes`) and where its files are (`dataset.path`,
+or a data root holding the dataset's own sub-folder); `build_dataset` turns that section into
+a Dataset, for training, evaluation, the command line and the tests alike. Adding a dataset
+is one `register_dataset` call.
 """
 
 from dataclasses import dataclass
@@ -10,6 +12,8 @@ from typing import Callable
 
 from torch.utils.data import Dataset
 
+from ..config import size_pair
+from ..errors import ConfigError
 from ..registry import Registry
 from .digits import Digits
 from .gtsrb import GTSRB8
@@ -75,10 +79,24 @@ register_dataset("instagram", "instagram", None, (3, 128, 128), kind="unlabelled
 register_dataset("image_folder", "images", None, kind="unlabelled", options=("resize_policy",))(ImageFolder)
 
 
-def get_dataset(name: str, data_root: str | Path, split: str, **kwargs) -> Dataset:
-    """Build dataset `name` from data_root/<its folder> for one split."""
-    entry = DATASETS.get(name)
-    return entry(Path(data_root) / entry.folder, split, **kwargs)
+def dataset_root(cfg: dict) -> Path:
+    """`dataset.path` when given, else <data_root>/<the dataset's own folder>."""
+    data = cfg["dataset"]
+    return Path(data["path"]) if data["path"] else Path(data["data_root"]) / DATASETS.get(data["name"]).folder
 
 
-__all__ = ["DATASETS", "DatasetEntry", "MultiObjectDataset", "get_dataset", "load_tensors", "register_dataset"]
+def build_dataset(cfg: dict, split: str) -> tuple[Dataset, DatasetEntry]:
+    """The config's dataset for one split, with its registry entry (class count, benchmark kind)."""
+    data = cfg["dataset"]
+    entry = DATASETS.get(data["name"])
+    img_size = None if data["img_size"] is None else size_pair(data["img_size"], (0, 0))
+    options = {key: data[key] for key in entry.options}  # e.g. instagram's tag, svhn's use_extra
+    if data["skip_corrupt"]:
+        if entry.kind != "multi_object":
+            raise ConfigError(f"dataset.skip_corrupt: supported for multi-object datasets, not {entry.name!r}")
+        options["skip_corrupt"] = True
+    return entry(dataset_root(cfg), split, img_size=img_size, **options), entry
+
+
+__all__ = ["DATASETS", "DatasetEntry", "MultiObjectDataset", "build_dataset", "dataset_root", "load_tensors",
+           "register_dataset"]

@@ -1,8 +1,10 @@
-"""Reading image files for the single-object benchmarks: decoding, listing, cropping, resizing.
+"""Reading image files: decoding, listing, cropping, resizing.
 
-Images come out as float tensors (C, H, W) in [0, 1]. Every failure to read a file becomes a
-DataError naming that file, so a broken download is reported by name instead of as a PIL
-traceback deep inside a DataLoader worker.
+The one place images are decoded and resampled: the dataset loaders, `decompose`'s inputs
+and the sprite initialisations (model/prototypes.py) all go through `open_image`,
+`to_tensor` and `resize_image`. Images come out as float tensors (C, H, W) in [0, 1]. Every
+failure to read a file becomes a DataError naming that file, so a broken download is
+reported by name instead of as a PIL traceback deep inside a DataLoader worker.
 """
 
 from pathlib import Path
@@ -31,8 +33,9 @@ def require_folder(path: Path, name: str, layout: str) -> Path:
     return path
 
 
-def open_image(path: Path, mode: str = "RGB") -> Image.Image:
-    """Decode a whole file now (PIL is lazy), converted to `mode`; DataError naming the file."""
+def open_image(path: Path, mode: str | None = "RGB", expected: str = "") -> Image.Image:
+    """Decode a whole file now (PIL is lazy), converted to `mode` (None: as stored); a DataError
+    naming the file, ending with `expected` (what the reader wanted) when given."""
     try:
         with Image.open(path) as img:
             img.load()
@@ -40,7 +43,8 @@ def open_image(path: Path, mode: str = "RGB") -> Image.Image:
     except FileNotFoundError:
         raise DataError(f"file {path} not found") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot read image {path}: {err}") from None
+        hint = f"; expected {expected}" if expected else ""
+        raise DataError(f"cannot read image {path}: {err}{hint}") from None
 
 
 def list_images(folder: Path, recursive: bool = True) -> list[Path]:
@@ -77,9 +81,17 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255)
 
 
-def resize_tensor(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Antialiased bilinear resize of one float image (C, H, W), kept in [0, 1]."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    out = F.interpolate(image[None], size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
-    return out[0].clamp_(0, 1)
+def resize_image(images: torch.Tensor, size: tuple[int, int], clamp: bool = True) -> torch.Tensor:
+    """Antialiased bilinear resize of float images (C, H, W) or (B, C, H, W) to size (H, W).
+
+    Antialiasing averages every source pixel a target pixel covers when shrinking, where
+    plain bilinear would skip pixels and alias thin strokes. `clamp` keeps the result in
+    [0, 1], which the rounded filter weights overshoot by up to a few ulps.
+    """
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    batch = images if images.ndim == 4 else images[None]  # (B, C, H, W)
+    out = F.interpolate(batch, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    if clamp:
+        out = out.clamp_(0, 1)
+    return out if images.ndim == 4 else out[0]

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
+from .image_files import open_image, resize_image, to_tensor
 
 SPLITS = ("train", "val", "eval")
 MASK_FOLDERS = ("masks", "sem_masks")
@@ -39,15 +39,8 @@ def missing_dataset_message(path: Path, name: str | None) -> str:
 
 
 def _open_image(path: Path) -> Image.Image:
-    """Fully decode one file, turning PIL's many failure types into a DataError."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img
-    except FileNotFoundError:
-        raise DataError(f"file {path} not found; expected images/, masks/ and sem_masks/ to hold the same file names") from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"cannot read image {path}: {e}; expected a valid PNG") from None
+    """One file decoded as stored: masks keep their 8 or 16-bit label values."""
+    return open_image(path, mode=None, expected="a valid PNG")
 
 
 def _mask_array(img: Image.Image, path: Path) -> np.ndarray:
@@ -179,12 +172,8 @@ class MultiObjectDataset(Dataset):
         img = _open_image(image_path)
         if self.check_size:
             self._check_size(img, image_path)
-        image = torch.from_numpy(np.asarray(img.convert("RGB")).copy())  # (H, W, 3) uint8
-        image = image.permute(2, 0, 1).float().div_(255)  # (3, H, W)
         h, w = self.img_size
-        if tuple(image.shape[1:]) != (h, w):
-            image = F.interpolate(image[None], size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-            image = image[0].clamp_(0, 1)  # (3, h, w)
+        image = resize_image(to_tensor(img.convert("RGB")), (h, w))  # (3, h, w)
 
         masks = []
         for path in (inst_path, sem_path):

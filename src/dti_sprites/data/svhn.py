@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .image_files import download_hint, require_folder, resize_tensor
+from .image_files import download_hint, require_folder, resize_image
 from .splits import split_indices
 
 FILES = ("test_32x32.mat", "train_32x32.mat")
@@ -72,4 +72,4 @@ class SVHN(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.images[i].float().div_(255)
-        return resize_tensor(image, self.img_size), self.labels[i]
+        return resize_image(image, self.img_size), self.labels[i]

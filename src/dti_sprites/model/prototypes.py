@@ -8,8 +8,8 @@ data is only read when an initialisation needs it.
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
+from ..data.image_files import resize_image
 from ..errors import ConfigError
 
 SampleImages = Callable[[int], torch.Tensor]
@@ -26,9 +26,9 @@ def gaussian_window(size: tuple[int, int], std: float) -> torch.Tensor:
 
 
 def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(images.shape[-2:]) == tuple(size):
-        return images
-    return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+    """Training images at the sprite size; unclamped, so that a seed starts from the same
+    sprites as before the loaders' resize was shared (a clamp moves some pixels by an ulp or two)."""
+    return resize_image(images, size, clamp=False)
 
 
 def init_tensor(method: str, n: int, channels: int, size: tuple[int, int], value: float,

@@ -8,11 +8,10 @@ images a plain resize would stretch.
 
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from ..data.image_files import open_image, resize_image, to_tensor
 from ..errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
@@ -51,14 +50,8 @@ def count_stretched(files: list[Path], size: tuple[int, int]) -> int:
 def load_image(path: str | Path, n_channels: int, size: tuple[int, int],
                crop: str = "none") -> tuple[torch.Tensor, tuple[int, int]]:
     """An image file as (C, H, W) in [0, 1] at `size`, with its original (H, W)."""
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB" if n_channels == 3 else "L")
-    except (OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"cannot read image {path}: {err}") from None
-    x = torch.from_numpy(np.asarray(img).copy()).float().div_(255)
-    x = x.permute(2, 0, 1) if x.ndim == 3 else x[None]  # (C, h, w)
-    return fit_to_model(x, size, crop), (img.height, img.width)
+    img = open_image(Path(path), "RGB" if n_channels == 3 else "L")
+    return fit_to_model(to_tensor(img), size, crop), (img.height, img.width)
 
 
 def fit_to_model(x: torch.Tensor, size: tuple[int, int], crop: str = "none") -> torch.Tensor:
@@ -67,7 +60,7 @@ def fit_to_model(x: torch.Tensor, size: tuple[int, int], crop: str = "none") -> 
         raise DataError(f"crop {crop!r}: expected one of {', '.join(CROPS)}")
     if crop == "center":
         x = center_crop(x, size)
-    return resize_image(x, size)
+    return resize_image(x, size)  # as the training loaders resample
 
 
 def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -77,12 +70,3 @@ def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     ch, cw = max(1, round(H * scale)), max(1, round(W * scale))
     top, left = (h - ch) // 2, (w - cw) // 2
     return x[..., top:top + ch, left:left + cw]
-
-
-def resize_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(C, h, w) or (B, C, h, w) -> same at `size`, resampled as the training loader does."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    batch = x if x.ndim == 4 else x[None]
-    out = F.interpolate(batch, size=tuple(size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-    return out if x.ndim == 4 else out[0]

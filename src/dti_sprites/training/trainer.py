@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..config import save_config, size_pair
-from ..data import DATASETS
+from ..config import save_config
+from ..data import build_dataset
 from ..errors import ConfigError, DTISpritesError
 from ..evaluation import evaluate_model, scores_json
 from ..model.sprites_model import DTISprites, compile_model
@@ -42,29 +42,6 @@ from .step_stats import StepStats
 N_SNAPSHOT_IMAGES = 4
 LAST_LAYER_RESTART = 0.9  # fraction of training after which dead layers are left alone
 MODEL_NAME = "dti_sprites"
-
-
-def dataset_root(cfg: dict) -> Path:
-    """`dataset.path` when given, else <data_root>/<the dataset's own folder>."""
-    data = cfg["dataset"]
-    return Path(data["path"]) if data["path"] else Path(data["data_root"]) / DATASETS.get(data["name"]).folder
-
-
-def build_dataset(cfg: dict, split: str):
-    """The config's dataset for one split, with its registry entry (class count, benchmark kind)."""
-    data = cfg["dataset"]
-    entry = DATASETS.get(data["name"])
-    img_size = None if data["img_size"] is None else size_pair(data["img_size"], (0, 0))
-    options = {key: data[key] for key in entry.options}  # e.g. instagram's tag, svhn's use_extra
-    if data["skip_corrupt"]:
-        if entry.kind != "multi_object":
-            raise ConfigError(f"dataset.skip_corrupt: supported for multi-object datasets, not {entry.name!r}")
-        options["skip_corrupt"] = True
-    return entry(dataset_root(cfg), split, img_size=img_size, **options), entry
-
-
-def build_model(cfg: dict, dataset, sample_images=None, seed: int = 0) -> DTISprites:
-    return DTISprites(cfg["model"], dataset.img_size, dataset.n_channels, sample_images, seed)
 
 
 class Trainer:
@@ -119,7 +96,8 @@ class Trainer:
         self.images = image_source(self.train_set, self.device, train_cfg["resident"], train_cfg["n_workers"],
                                    self.progress)
         init_gen = torch.Generator().manual_seed(self.seed)
-        self.model = build_model(cfg, self.train_set, lambda n: self.images.sample(n, init_gen), self.seed)
+        self.model = DTISprites(cfg["model"], self.train_set.img_size, self.train_set.n_channels,
+                                lambda n: self.images.sample(n, init_gen), self.seed)
         if dist_ctx.enabled:
             use_global_batchnorm(self.model)
         self.model.to(self.device)
