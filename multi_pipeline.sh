@@ -12,8 +12,9 @@
 #   eval_data=DIR    also score every run on the images of DIR (e.g. a set generated with a seed
 #                    never used for training), into <run>/heldout_scores.json, and summarise those
 # Extra arguments are passed to every run's trainer (e.g. --set training.n_epoches=5).
-# Logs go to runs/summaries/<MMDD>_<TAG>/seed<k>.log (a taken name gets a _1, _2 suffix);
-# the summary to runs/summaries/<MMDD>_<TAG>/summary.{tsv,md}, and its table is printed.
+# Logs go to runs/summaries/<MMDD>_<TAG>/seed<k>.log (a taken name gets a _1, _2 suffix), and
+# the JSON object each run prints last (its run folder and final scores) to seed<k>.json; the
+# summary to runs/summaries/<MMDD>_<TAG>/summary.{tsv,md}, and its table is printed.
 # A failed seed does not stop the others; the script then exits with status 1.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -52,8 +53,9 @@ if [ "$parallel" -le 1 ] && [ "$jobs" -gt 1 ]; then
   export OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))
 fi
 
-run_folder_of() {  # run_folder_of LOG: the folder a run names when it starts (after progress bars: mid-line)
-  sed -n 's/.*run folder: //p' "$1" 2>/dev/null | tail -n 1
+run_folder_of() {  # run_folder_of SEED: the run folder named by the JSON object the seed's training printed last
+  .venv/bin/python -c 'import json, sys; print(json.loads(sys.stdin.read().splitlines()[-1])["run_folder"])' \
+    2>/dev/null < "$out/seed$1.json" || true
 }
 
 run_seed() {  # run_seed SEED GPU_ID_OR_EMPTY: train one seed, record its run folder
@@ -61,11 +63,11 @@ run_seed() {  # run_seed SEED GPU_ID_OR_EMPTY: train one seed, record its run fo
   echo "seed $k${gpu:+ on GPU $gpu}: log $log" >&2
   if [ "$parallel" -gt 1 ] || [ "$cpu_jobs" -gt 1 ]; then
     cuda=$gpu tag="${tag}_seed$k" ./pipeline.sh --set "training.seed=$k" --no-progress "${extra[@]}" \
-      >"$out/seed$k.scores" 2>"$log" || status=$?
+      >"$out/seed$k.json" 2>"$log" || status=$?
   else
     # Progress and log on the terminal and in the log file; pipefail keeps the trainer's status.
     cuda=$gpu tag="${tag}_seed$k" ./pipeline.sh --set "training.seed=$k" "${extra[@]}" \
-      2>&1 >"$out/seed$k.scores" | tee "$log" >&2 || status=$?
+      2>&1 >"$out/seed$k.json" | tee "$log" >&2 || status=$?
   fi
   if [ "$status" -ne 0 ]; then
     echo "seed $k failed (exit $status); see $log" >&2
@@ -74,7 +76,7 @@ run_seed() {  # run_seed SEED GPU_ID_OR_EMPTY: train one seed, record its run fo
   fi
   if [ -n "$eval_data" ]; then
     local folder
-    folder=$(run_folder_of "$log")
+    folder=$(run_folder_of "$k")
     if .venv/bin/python -m dti_sprites evaluate --run "$folder" --data "$eval_data" --no-progress \
         2>>"$log" | tail -n 1 > "$folder/heldout_scores.json.tmp"; then
       mv "$folder/heldout_scores.json.tmp" "$folder/heldout_scores.json"
@@ -108,7 +110,7 @@ fi
 
 runs=()
 for ((k = first_seed; k <= last_seed; k++)); do
-  folder=$(run_folder_of "$out/seed$k.log")
+  folder=$(run_folder_of "$k")
   [ -n "$folder" ] && runs+=("$folder")
 done
 if [ ${#runs[@]} -eq 0 ]; then

@@ -151,6 +151,32 @@ def test_cli_evaluate_prints_json_last(tetro_dir, tmp_path):
     assert 0 <= scores["ari_fg"] <= 1 and "mean_iou" in scores
 
 
+def test_cli_train_prints_run_folder_and_scores_last(tetro_dir, tmp_path, capsys):
+    import yaml
+
+    from dti_sprites.cli import main
+
+    path = tmp_path / "short.yml"
+    path.write_text(yaml.safe_dump(small_config(training={"n_iterations": 2}, dataset={"path": str(tetro_dir)})))
+    main(["train", "--config", str(path), "--device", "cpu", "--runs-root", str(tmp_path / "runs"), "--no-progress"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (run_dir,) = (tmp_path / "runs").glob("*/*")
+    assert result["run_folder"] == str(run_dir)
+    assert result["scores"] == json.loads((run_dir / "final_scores.json").read_text())
+
+
+def test_cli_run_and_checkpoint_exclude_each_other(tmp_path, capsys):
+    from dti_sprites.cli import main
+
+    for command in (["evaluate"], ["decompose", "--images", str(tmp_path), "--out", str(tmp_path / "o")]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, "--run", str(tmp_path), "--checkpoint", str(tmp_path / "model.pkl")])
+        assert exit_info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as exit_info:
+            main(command)
+        assert exit_info.value.code == 2 and "--run --checkpoint is required" in capsys.readouterr().err
+
+
 def test_cli_config_error_is_one_line(tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text("dataset: {name: tetrominoes}\nmodel: {n_sprites: 3, colour: red}\ntraining: {n_epoches: 1}\n")

@@ -46,7 +46,7 @@ def pick_device(name: str):
 
 def cmd_train(args) -> None:
     from .config import load_config
-    from .evaluation import scores_json
+    from .evaluation import nan_as_null
     from .training.distributed import init_distributed, shutdown_distributed
     from .training.signals import exit_status
     from .training.trainer import Trainer
@@ -59,6 +59,7 @@ def cmd_train(args) -> None:
     cfg = load_config(resolve_config(args.config), overrides)
     device = pick_device(args.device)  # a bad name fails here, before torchrun's process group
     ctx, device_name = init_distributed(args.device)
+    trainer = scores = None
     try:
         trainer = Trainer(cfg, pick_device(device_name) if ctx.enabled else device, args.runs_root, args.tag,
                           progress=not args.no_progress, dist_ctx=ctx)
@@ -67,13 +68,14 @@ def cmd_train(args) -> None:
         scores = trainer.run()
     finally:
         shutdown_distributed()
+        if trainer is not None and ctx.is_main:  # also after a failure: scripts learn where the partial run is
+            result = {"run_folder": str(trainer.run_dir), "scores": None if scores is None else nan_as_null(scores)}
+            print(json.dumps(result, allow_nan=False))
     if scores is None and ctx.is_main:
         print(f"stopped before the end; checkpoint saved. Continue with: --set training.resume={trainer.run_dir}",
               file=sys.stderr)
     if trainer.stop_signal is not None:  # saved, but not finished: exit as the signal would have
         sys.exit(exit_status(trainer.stop_signal))
-    if scores is not None and ctx.is_main:
-        print(scores_json(scores))
 
 
 # What the eval split of each benchmark kind holds (SPEC §3), for the line `evaluate` prints.
@@ -174,8 +176,6 @@ def cmd_decompose(args) -> None:
     from .outputs.decompose import load_run
     from .outputs.decompose_inputs import count_stretched, list_image_files
 
-    if not (args.run or args.checkpoint):
-        raise DTISpritesError("decompose needs --run RUN_DIR or --checkpoint FILE")
     files = list_image_files(args.images)  # a wrong --images fails before the model is loaded
     run = load_run(args.run, args.checkpoint, pick_device(args.device))
     (H, W), crop = run.image_size, args.crop
@@ -224,56 +224,73 @@ def cmd_visdom_server(args) -> None:
     serve(args.port, args.host, args.env_path)
 
 
+def _parent(flag: str, **kwargs) -> argparse.ArgumentParser:
+    """A parent parser (argparse's `parents=`) holding one flag that several commands take, so
+    the flag is declared once and reads the same everywhere."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(flag, **kwargs)
+    return parent
+
+
+def _trained_model_parent() -> argparse.ArgumentParser:
+    """--run or --checkpoint, exactly one: the trained model a command uses."""
+    parent = argparse.ArgumentParser(add_help=False)
+    source = parent.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="run folder holding model.pkl")
+    source.add_argument("--checkpoint", help="a checkpoint file instead of a run folder (e.g. model_best.pkl)")
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dti-sprites", description="DTI-Sprites: layered decomposition "
                                      "of images into learned sprites.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks; use when reporting a bug")
     sub = parser.add_subparsers(dest="command", required=True)
+    device = _parent("--device", default="auto",
+                     help="cpu, cuda, cuda:N, or auto (a GPU when present); name one to pick among GPUs")
+    progress = _parent("--no-progress", action="store_true", help="no progress bar (for logs of batch jobs)")
+    batch = _parent("--batch-size", type=int, default=32,
+                    help="images per forward pass (default 32); lower it if memory runs out")
+    overrides = _parent("--set", action="append", metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. training.optimizer.lr=1e-3 (repeatable); setting "
+                        "training.n_iterations clears the config's training.n_epoches, and the reverse")
+    trained = _trained_model_parent()
 
-    train = sub.add_parser("train", help="train a model from a YAML config")
+    train = sub.add_parser("train", parents=[device, overrides, progress],
+                           help="train a model from a YAML config; the last output line is JSON (run folder, "
+                           "final scores)")
     train.add_argument("--config", default="tetro_demo.yml",
                        help="YAML file, or a name in configs/ (tetro.yml reproduces the paper)")
     train.add_argument("--tag", default="default", help="name of the run; the folder is runs/<dataset>/<MMDD>_<tag>")
-    train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (a GPU when present)")
     train.add_argument("--runs-root", default="runs", help="where run folders are created")
     train.add_argument("--data-root", default=None, help="folder holding the datasets (default: datasets/)")
     train.add_argument("--time-budget", type=float, default=None,
                        help="stop after this many seconds, then evaluate; for time-to-quality runs")
-    train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                       help="override a config value, e.g. training.optimizer.lr=1e-3 (repeatable); setting "
-                       "training.n_iterations clears the config's training.n_epoches, and the reverse")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar (for logs of batch jobs)")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="score a trained run; the last output line is JSON")
-    evaluate.add_argument("--run", help="run folder holding model.pkl")
-    evaluate.add_argument("--checkpoint", help="a checkpoint file, instead of --run")
+    evaluate = sub.add_parser("evaluate", parents=[trained, device, batch, progress],
+                              help="score a trained run; the last output line is JSON")
     evaluate.add_argument("--data", help="dataset folder to score on, in the layout of the run's dataset, "
                           "resized to the model's size (default: the run's dataset; refused for digits, "
                           "which has no folder)")
-    evaluate.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    evaluate.add_argument("--batch-size", type=int, default=32, help="lower it if memory runs out")
-    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    make = sub.add_parser("make-data", help="generate a synthetic dataset in the on-disk format of the real one")
+    make = sub.add_parser("make-data", parents=[progress],
+                          help="generate a synthetic dataset in the on-disk format of the real one")
     make.add_argument("name", choices=["tetrominoes", "dsprites_gray"], help="which dataset to imitate")
     make.add_argument("--out", help="output folder (default: datasets/<name>); must not exist yet")
     make.add_argument("--n", type=int, default=None, help="number of images (default: as many as the real set)")
     make.add_argument("--seed", type=int, default=0, help="same seed, same images")
-    make.add_argument("--no-progress", action="store_true", help="no progress bar")
     make.set_defaults(func=cmd_make_data)
 
-    bench = sub.add_parser("bench", help="time the full training step of a config on synthetic data")
+    bench = sub.add_parser("bench", parents=[device, overrides],
+                           help="time the full training step of a config on synthetic data")
     bench.add_argument("--config", default="tetro.yml", help="YAML file or a name in configs/")
-    bench.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     bench.add_argument("--phase", choices=["early", "late"], default="late",
                        help="late: sprites unfrozen and curricula done (most of a run); early: the first epoch")
     bench.add_argument("--steps", type=int, default=20, help="timed steps (the median is reported)")
     bench.add_argument("--warmup", type=int, default=3, help="untimed steps first (allocator, autotuning)")
     bench.add_argument("--json", help="also write the result to this file")
-    bench.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                       help="override a config value (training.n_iterations clears training.n_epoches, and the reverse)")
     bench.set_defaults(func=cmd_bench)
 
     prepare = sub.add_parser("prepare-data", help="generate a config's synthetic dataset if it is absent "
@@ -287,8 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_download_arguments(fetch)
     fetch.set_defaults(func=cmd_download)
 
-    resize = sub.add_parser("resize-images", help="turn a folder of images into an image_folder dataset "
-                            "(square crop + resize; used by process_insta_santa.sh)")
+    resize = sub.add_parser("resize-images", parents=[progress], help="turn a folder of images into an "
+                            "image_folder dataset (square crop + resize; used by process_insta_santa.sh)")
     resize.add_argument("src", help="folder of images, read recursively")
     resize.add_argument("out", help="output folder (created; same relative paths as in src)")
     resize.add_argument("--size", type=int, default=128, help="side of the square output images in pixels")
@@ -296,22 +313,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="center_crop keeps the aspect ratio; resize stretches the whole image")
     resize.add_argument("--format", choices=["png", "jpg"], default="png",
                         help="jpg for large collections (smaller files), png to avoid compression loss")
-    resize.add_argument("--no-progress", action="store_true", help="no progress bar")
     resize.set_defaults(func=cmd_resize_images)
 
-    decompose = sub.add_parser("decompose", help="explain new images with a trained run: layers, segmentations "
-                               "and objects.json per image")
-    decompose.add_argument("--run", help="run folder holding model.pkl")
-    decompose.add_argument("--checkpoint", help="a checkpoint file, instead of --run (e.g. model_best.pkl)")
+    decompose = sub.add_parser("decompose", parents=[trained, device, batch, progress],
+                               help="explain new images with a trained run: layers, segmentations and objects.json "
+                               "per image")
     decompose.add_argument("--images", required=True, help="folder of images (png, jpg, ...); they are resized "
                            "to the model's image size, stretched when their aspect ratio differs (see --crop)")
     decompose.add_argument("--crop", choices=["none", "center"], default="none",
                            help="center: first crop each image to the model's aspect ratio around its centre; "
                            "none: resize the whole image")
     decompose.add_argument("--out", required=True, help="output folder; one sub-folder per image")
-    decompose.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    decompose.add_argument("--batch-size", type=int, default=32, help="lower it if memory runs out")
-    decompose.add_argument("--no-progress", action="store_true", help="no progress bar")
     decompose.set_defaults(func=cmd_decompose)
 
     report = sub.add_parser("report", help="write <run>/report.html: one offline page with scores, sprites, "
@@ -349,8 +361,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.command == "evaluate" and not (args.run or args.checkpoint):
-        build_parser().error("evaluate needs --run RUN_DIR or --checkpoint FILE")
     try:
         args.func(args)
     except DTISpritesError as err:

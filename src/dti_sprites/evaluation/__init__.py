@@ -18,8 +18,12 @@ def evaluate_model(kind: str, model, dataset, device, **options) -> dict:
     return EVALUATORS.get(kind)(model, dataset, device, **options)
 
 
+def nan_as_null(scores: dict) -> dict:
+    """Scores ready for strict JSON: an undefined score (NaN, e.g. the IoU of a class absent
+    from the images) becomes None (null), since NaN is not JSON and breaks strict readers."""
+    return {k: v if not (isinstance(v, float) and not math.isfinite(v)) else None for k, v in scores.items()}
+
+
 def scores_json(scores: dict, indent: int | None = None) -> str:
-    """Scores as strict JSON: an undefined score (NaN, e.g. the IoU of a class absent from
-    the images) is written as null, since NaN is not JSON and breaks strict readers."""
-    finite = {k: v if not (isinstance(v, float) and not math.isfinite(v)) else None for k, v in scores.items()}
-    return json.dumps(finite, indent=indent, allow_nan=False)
+    """Scores as strict JSON, undefined ones as null."""
+    return json.dumps(nan_as_null(scores), indent=indent, allow_nan=False)
