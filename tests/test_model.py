@@ -182,3 +182,40 @@ def test_compiled_model_matches_eager_and_keeps_state_dict_keys():
     assert torch.equal(compiled.sprite_idx, eager.sprite_idx)
     assert torch.allclose(compiled.loss, eager.loss, rtol=1e-4, atol=1e-6)
     assert model.prototypes.grad is not None and set(model.state_dict()) == keys
+
+
+def test_forward_returns_its_head_outputs_and_object_views():
+    """Callers read the betas and the object layers from the result instead of running the
+    encoder again or slicing off the background themselves."""
+    model = make_model(n_objects=3, pred_occlusion=True).eval()
+    images = torch.rand(4, 3, 16, 16)
+    with torch.no_grad():
+        out = model(images)
+        betas = model.predict(model.encode(images))
+    for key in ("sprite", "layer", "bkg"):
+        for ours, again in zip(out.betas[key], betas[key]):
+            assert (ours is None and again is None) or torch.equal(ours, again)
+    assert torch.equal(out.betas["occlusion"], betas["occlusion"])
+    assert out.first_object == 1 and torch.equal(out.background, out.colors[0])
+    assert torch.equal(out.object_colors, out.colors[1:]) and torch.equal(out.object_masks, out.masks[1:])
+    assert torch.equal(out.object_occlusion, out.occlusion[:, 1:, 1:])
+    no_bkg = make_model(n_backgrounds=0).eval()
+    with torch.no_grad():
+        plain = no_bkg(images)
+    assert plain.first_object == 0 and plain.background is None
+    assert torch.equal(plain.object_masks, plain.masks)
+
+
+def test_render_candidates_draws_every_sprite_in_every_layer():
+    model = make_model(n_objects=2, add_empty_sprite=True, lambda_empty_sprite=1e-3).eval()
+    images = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        out = model(images)
+        colors, masks = model.render_candidates(out.betas, 3)
+        idx = torch.arange(model.n_candidates).view(1, -1, 1).expand(2, -1, 3)
+        one_by_one = model.render_sprites(out.betas, idx, None)
+    assert colors.shape == (2, model.n_candidates, 3, 3, 16, 16) and masks.shape == (2, model.n_candidates, 3, 1, 16, 16)
+    assert torch.equal(colors, one_by_one[0]) and torch.equal(masks, one_by_one[1])
+    assert masks[:, model.K].abs().max() == 0  # the empty sprite
+    picked = masks.gather(1, out.sprite_idx[:, None, :, None, None, None].expand(-1, 1, -1, 1, 16, 16))[:, 0]
+    assert torch.equal(picked, out.object_masks)  # the selection's rendering is the forward's

@@ -116,7 +116,7 @@ def evaluate_cosegmentation(model, dataset, device, batch_size: int = 32, eval_s
     losses, counts = [], np.zeros((2, 2), dtype=np.int64)
     for out, (_, mask) in _batches(model, dataset, device, batch_size, progress):
         losses.append(out.loss.cpu())
-        objects = out.masks[int(out.has_background):, :, 0]  # (L, B, H, W)
+        objects = out.object_masks[:, :, 0]  # (L, B, H, W)
         fg = (objects > 0.5).any(0).cpu().long()  # (B, H, W)
         counts += contingency((mask > 0).long().flatten().numpy(), fg.flatten().numpy(), 2, 2)
     scores = {"loss": float(torch.cat(losses).mean())}

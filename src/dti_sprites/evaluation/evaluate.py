@@ -27,8 +27,7 @@ def front_layer(decomposition: Decomposition, images: torch.Tensor | None = None
     masks = (decomposition.masks[:, :, 0] > 0.5).float()  # (L', B, H, W)
     delta = (decomposition.occlusion > 0.5).float().permute(1, 2, 0)[..., None, None]  # (L', L', B, 1, 1)
     visible = masks * (1 - delta * masks.unsqueeze(1)).prod(0)  # (L', B, H, W): m_k Π_j (1 − δ[j,k] m_j)
-    offset = int(decomposition.has_background)
-    objects = visible[offset:]  # (L, B, H, W)
+    objects = visible[decomposition.first_object:]  # (L, B, H, W)
     label = objects.argmax(0) + 1
     label = torch.where(objects.amax(0) > 0, label, torch.zeros_like(label))
     return label if images is None else fill_background(label, decomposition, images)
@@ -41,7 +40,7 @@ def fill_background(label: torch.Tensor, decomposition: Decomposition, images: t
     The original's `eval_with_bkg: false`: a hole in a predicted object, or an object the masks
     miss, still counts towards the layer that paints it.
     """
-    colors = decomposition.colors[int(decomposition.has_background):]  # (L, B, C, H, W)
+    colors = decomposition.object_colors  # (L, B, C, H, W)
     closest = (colors - images.unsqueeze(0)).square().sum(2).argmin(0) + 1  # (B, H, W)
     return torch.where(label == 0, closest, label)
 

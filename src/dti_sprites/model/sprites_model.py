@@ -26,7 +26,8 @@ REASSIGN_NOISE_STD = 1e-4
 
 @dataclass
 class Decomposition:
-    """What the model explains of a batch of images."""
+    """What the model explains of a batch of images, and the head outputs it used, so that no
+    caller runs the encoder again. The object_* views leave the background layer out."""
 
     recon: torch.Tensor  # (B, C, H, W)
     loss: torch.Tensor  # (B,) per-image mean squared error
@@ -36,6 +37,28 @@ class Decomposition:
     masks: torch.Tensor  # (L', B, 1, H, W)
     occlusion: torch.Tensor  # (B, L', L')
     has_background: bool
+    betas: dict | None = None  # head outputs, as `DTISprites.predict` returns them
+
+    @property
+    def first_object(self) -> int:
+        """Index of the first object layer in colors, masks and occlusion (after the background)."""
+        return int(self.has_background)
+
+    @property
+    def object_colors(self) -> torch.Tensor:
+        return self.colors[self.first_object:]  # (L, B, C, H, W)
+
+    @property
+    def object_masks(self) -> torch.Tensor:
+        return self.masks[self.first_object:]  # (L, B, 1, H, W)
+
+    @property
+    def object_occlusion(self) -> torch.Tensor:
+        return self.occlusion[:, self.first_object:, self.first_object:]  # (B, L, L)
+
+    @property
+    def background(self) -> torch.Tensor | None:
+        return self.colors[0] if self.has_background else None  # (B, C, H, W)
 
 
 class DTISprites(nn.Module):
@@ -181,6 +204,14 @@ class DTISprites(nn.Module):
             masks = self.clamp(masks + canvas * (2 * amplitude * noise[idx] - amplitude))  # noise (K', 1, H, W)
         return colors, masks
 
+    def render_candidates(self, betas: dict, batch: int, noise: torch.Tensor | None = None,
+                          stack: torch.Tensor | None = None):
+        """Every candidate sprite (K', the empty one included) in every layer of `batch` images:
+        colours (L, K', B, C, H, W), masks (L, K', B, 1, H, W). What selection compares."""
+        device = self.prototypes.device
+        candidates = torch.arange(self.n_candidates, device=device).view(1, -1, 1).expand(self.L, -1, batch)
+        return self.render_sprites(betas, candidates, noise, stack)
+
     def render_backgrounds(self, betas: dict, batch: int) -> torch.Tensor | None:
         """(M, B, C, H, W) transformed backgrounds."""
         if not self.M:
@@ -223,8 +254,7 @@ class DTISprites(nn.Module):
 
         stack = self._sprite_stack()
         with torch.no_grad():
-            candidates = torch.arange(self.n_candidates, device=images.device).view(1, -1, 1).expand(self.L, -1, B)
-            cand_colors, cand_masks = self.render_sprites(_detach(betas), candidates, noise, stack.detach())
+            cand_colors, cand_masks = self.render_candidates(_detach(betas), B, noise, stack.detach())
             idx, bkg_idx = self._select(cand_colors, cand_masks, _detach(backgrounds), occlusion.detach(), images)
             del cand_colors, cand_masks
 
@@ -236,7 +266,7 @@ class DTISprites(nn.Module):
             masks = torch.cat([torch.ones_like(masks[:1]), masks])
         recon = layered_composite(colors, masks, occlusion if self.pred_occlusion else None)
         loss = (recon - images).square().flatten(1).mean(1)
-        return Decomposition(recon, loss, idx, bkg_idx, colors, masks, occlusion, self.M > 0)
+        return Decomposition(recon, loss, idx, bkg_idx, colors, masks, occlusion, self.M > 0, betas)
 
     # ---- reassignment ------------------------------------------------------------------------
     @torch.no_grad()

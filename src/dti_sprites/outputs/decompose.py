@@ -12,9 +12,10 @@ writes OUT/<stem>/ for every image DIR/<stem>.<ext> (see `ImageDecomposition.sav
 
 Images are resized to the model's image size first (bilinear, antialiased, as the
 training loader does), optionally centre-cropped to its aspect ratio before (see
-decompose_inputs.py). The placement of each object is read from the head outputs
-(`model.predict`) through the module formulas of transforms.py; `CONVENTIONS` below is
-copied into every objects.json so the numbers can be read without this file.
+decompose_inputs.py). The placement of each object is read from the head outputs the
+forward pass returns (`Decomposition.betas`) through the module formulas of transforms.py;
+`CONVENTIONS` below is copied into every objects.json so the numbers can be read without
+this file.
 """
 
 import json
@@ -192,9 +193,7 @@ class TrainedRun:
     def _decompose_batch(self, images, names, sources, original_sizes, crop: str) -> list[ImageDecomposition]:
         model = self.model
         out, instances, semantic = explain(model, images)
-        betas = model.predict(model.encode(images))
-        offset = int(out.has_background)
-        colors, masks = out.colors[offset:].cpu(), out.masks[offset:].cpu()  # (L, B, C, H, W), (L, B, 1, H, W)
+        colors, masks = out.object_colors.cpu(), out.object_masks.cpu()  # (L, B, C, H, W), (L, B, 1, H, W)
         results = []
         for b, name in enumerate(names):
             objects = {
@@ -206,22 +205,21 @@ class TrainedRun:
                 "crop": crop,
                 "reconstruction_mse": float(out.loss[b]),
                 "n_sprites": model.K,
-                "layers": [self._layer_terms(out, betas, instances, b, l) for l in range(model.L)],
-                "background": self._background_terms(out, betas, b),
+                "layers": [self._layer_terms(out, instances, b, l) for l in range(model.L)],
+                "background": self._background_terms(out, b),
                 "conventions": CONVENTIONS,
             }
             results.append(ImageDecomposition(
                 name=name, image=images[b].cpu(), recon=out.recon[b].clamp(0, 1).cpu(),
                 layer_colors=colors[:, b], layer_masks=masks[:, b],
-                background=out.colors[0, b].cpu() if out.has_background else None,
+                background=out.background[b].cpu() if out.has_background else None,
                 instances=instances[b].cpu(), semantic=semantic[b].cpu(), objects=objects))
         return results
 
-    def _layer_terms(self, out, betas, instances, b: int, l: int) -> dict:
-        model = self.model
+    def _layer_terms(self, out, instances, b: int, l: int) -> dict:
+        model, betas = self.model, out.betas
         k = int(out.sprite_idx[l, b])
-        offset = int(out.has_background)
-        mask = out.masks[offset + l, b, 0] > MASK_THRESHOLD  # (H, W)
+        mask = out.object_masks[l, b, 0] > MASK_THRESHOLD  # (H, W)
         is_empty_sprite = k >= model.K
         empty = is_empty_sprite or not bool(mask.any())
         entries, chain = [], torch.eye(3, dtype=torch.float64)
@@ -240,7 +238,7 @@ class TrainedRun:
                 entries.append({"stage": stage, **terms})
                 if matrix is not None:
                     chain = chain @ matrix  # output -> input: later modules multiply on the right
-        occlusion = out.occlusion[b, offset:, offset:].double().cpu()  # (L, L) δ[j, k]: j in front of k
+        occlusion = out.object_occlusion[b].double().cpu()  # (L, L) δ[j, k]: j in front of k
         in_front = occlusion.sum(0)  # how much of the other layers covers each layer
         order = torch.argsort(in_front, stable=True)
         rank = int((order == l).nonzero()[0, 0])
@@ -256,14 +254,14 @@ class TrainedRun:
             "transformations": entries,
         }
 
-    def _background_terms(self, out, betas, b: int) -> dict | None:
+    def _background_terms(self, out, b: int) -> dict | None:
         model = self.model
         if not out.has_background:
             return None
         m = int(out.bkg_idx[b]) if out.bkg_idx is not None else 0
         entries = []
         sequence = model.bkg_transformer
-        for transform, beta, active in zip(sequence.transforms, betas["bkg"], sequence.active):
+        for transform, beta, active in zip(sequence.transforms, out.betas["bkg"], sequence.active):
             if active and transform.kind != "identity":
                 terms, _ = module_terms(transform, beta[m, b].detach().double().cpu(), model.img_size)
                 entries.append({"stage": "background", **terms})

@@ -71,9 +71,8 @@ def write_final_figures(model, dataset, folder: Path, device, fill_background: b
         for start_i in range(0, images.shape[0], batch_size):
             batch = images[start_i:start_i + batch_size].to(device)
             out, inst, sem = explain(model, batch, fill_background)
-            offset = int(out.has_background)
             # (L, B, C, H, W) each layer over light grey: distinct from the white grid lines
-            layers = out.colors[offset:] * out.masks[offset:] + LAYER_BACKDROP * (1 - out.masks[offset:])
+            layers = out.object_colors * out.object_masks + LAYER_BACKDROP * (1 - out.object_masks)
             parts["recon"].append(out.recon.cpu())
             parts["inst"].append(inst.cpu())
             parts["sem"].append(sem.cpu())

@@ -46,10 +46,7 @@ def snapshot_grids(model, images: torch.Tensor) -> dict[str, tuple[torch.Tensor,
     if model.M:
         grids["backgrounds"] = (model.clamp(model.backgrounds).cpu(), model.M)
     out = model(images)
-    betas = model.predict(model.encode(images))
-    n = images.shape[0]
-    candidates = torch.arange(model.n_candidates, device=images.device).view(1, -1, 1).expand(model.L, -1, n)
-    colors, cand_masks = model.render_sprites(betas, candidates, None)  # (L, K', n, C, H, W)
+    colors, cand_masks = model.render_candidates(out.betas, images.shape[0])  # (L, K', n, C, H, W)
     transformed = (colors * cand_masks).permute(2, 0, 1, 3, 4, 5).flatten(0, 2)  # (n*L*K', C, H, W)
     # One row per (image, layer), one column per sprite: a row of L*K' tiles was unreadable.
     grids["transformed_sprites"] = (transformed.clamp(0, 1).cpu(), model.n_candidates)
