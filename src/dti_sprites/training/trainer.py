@@ -244,7 +244,7 @@ class Trainer:
                 batches, batches_epoch = self._epoch_batches(), self.epoch
             self.model.sprites_frozen = self.epoch < self.cfg["model"]["freeze_sprite"]
             out, loss = self.train_step(next(batches))
-            stats.add(loss, out.sprite_idx, out.masks[int(out.has_background):], self.empty_index)
+            stats.add(loss, out.sprite_idx, out.object_masks, self.empty_index)
             self.iteration += 1
             self.batch_in_epoch += 1
             timed_iters += 1
