@@ -207,6 +207,17 @@ def cmd_summarize(args) -> None:
     print(to_markdown(summary, args.title), end="")
 
 
+def cmd_curves(args) -> None:
+    from .outputs.time_curves import parse_reference, time_curves
+
+    runs = {}
+    for item in args.runs:
+        label, sep, folder = item.partition("=")
+        runs[label if sep else Path(item).name] = Path(folder if sep else item)
+    references = dict(parse_reference(text) for text in args.reference)
+    print(time_curves(runs, references, args.out, args.metric, args.title))
+
+
 def cmd_visdom_server(args) -> None:
     from .monitoring.visdom_server import serve
 
@@ -328,6 +339,15 @@ def build_parser() -> argparse.ArgumentParser:
     summarize.add_argument("--scores-file", default="final_scores.json",
                            help="which JSON file of each run to read, e.g. heldout_scores.json")
     summarize.set_defaults(func=cmd_summarize)
+
+    curves = sub.add_parser("curves", help="a score against minutes of training for several runs, as one PNG")
+    curves.add_argument("runs", nargs="+", help="run folders, or LABEL=FOLDER")
+    curves.add_argument("--out", required=True, help="PNG file to write")
+    curves.add_argument("--metric", default="ari_fg", help="a column of val_metrics.tsv (default ari_fg)")
+    curves.add_argument("--reference", action="append", default=[],
+                        help="a curve measured elsewhere, LABEL=MINUTES:SCORE,MINUTES:SCORE,... (repeatable)")
+    curves.add_argument("--title", default="", help="figure title")
+    curves.set_defaults(func=cmd_curves)
 
     visdom = sub.add_parser("visdom-server", help="serve visdom's live page (training.visualizer_port), "
                             "offline: no script is downloaded")

@@ -113,6 +113,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # How empty sprites are found and restarted (training/reassign.py): split (default), pooled,
         # or original (the paper's: one random layer judges, its most used sprite is copied everywhere).
         "reassign_rule": Key((STR,), "split", _one_of(*REASSIGN_RULES)),
+        # An object layer whose mean drawn mask falls below this fraction of the layers' mean is
+        # restarted at the identity placement (training/dead_layers.py); null: never (the paper).
+        "dead_layer_threshold": Key((FLOAT, NONE), 0.05, lambda v: v is None or _non_negative(v)),
     },
     "training": {
         "batch_size": Key((INT,), 32, _positive),

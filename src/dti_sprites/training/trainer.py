@@ -26,6 +26,7 @@ from ..monitoring import Monitor, build_monitor
 from .batches import image_source
 from .checkpoint import (BEST_CHECKPOINT_NAME, CHECKPOINT_NAME, check_compatible, find_latest_run, load_checkpoint,
                          rng_state, save_checkpoint, set_rng_state)
+from .dead_layers import dead_layers, restart_layers
 from .distributed import (DistContext, all_reduce_gradients, all_reduce_sum, broadcast_module, broadcast_object,
                           use_global_batchnorm)
 from .optim import build_optimizer, build_scheduler
@@ -39,6 +40,7 @@ from .snapshots import make_gifs, save_snapshots
 from .step_stats import StepStats
 
 N_SNAPSHOT_IMAGES = 4
+LAST_LAYER_RESTART = 0.9  # fraction of training after which dead layers are left alone
 MODEL_NAME = "dti_sprites"
 
 
@@ -120,6 +122,7 @@ class Trainer:
         threshold = cfg["model"]["empty_cluster_threshold"]
         self.empty_threshold = threshold if threshold is not None else 0.2 / self.model.K
         self.stats = StepStats(self.model.L, self.model.n_candidates, self.device)
+        self.empty_index = self.model.K if self.model.add_empty_sprite else None
 
         if resume is not None:
             self._restore(resume)
@@ -241,7 +244,7 @@ class Trainer:
                 batches, batches_epoch = self._epoch_batches(), self.epoch
             self.model.sprites_frozen = self.epoch < self.cfg["model"]["freeze_sprite"]
             out, loss = self.train_step(next(batches))
-            stats.add(loss, out.sprite_idx)
+            stats.add(loss, out.sprite_idx, out.object_masks, self.empty_index)
             self.iteration += 1
             self.batch_in_epoch += 1
             timed_iters += 1
@@ -262,6 +265,8 @@ class Trainer:
                 window_start, timed_iters = time.perf_counter(), 0
             if self.iteration % cfg["check_cluster_interval"] == 0:
                 self._reassign(all_reduce_sum(stats.cluster_counts, self.dist))
+                self._restart_dead_layers(all_reduce_sum(stats.layer_area, self.dist),
+                                          all_reduce_sum(stats.layer_drawn, self.dist))
                 stats.reset_cluster_window()
             if self.iteration % cfg["val_stat_interval"] == 0 and self.dist.is_main:
                 self.validate()
@@ -293,6 +298,20 @@ class Trainer:
             broadcast_module(self.model, self.dist)  # rank 0's draw of the restart noise wins
             pairs = ", ".join(f"{dst}<-{src}" for dst, src in restarted)
             self.log.info(f"iteration {self.iteration}: restarted sprites (restarted<-copied from) {pairs}")
+
+    def _restart_dead_layers(self, area_sum: torch.Tensor, drawn: torch.Tensor) -> None:
+        threshold = self.cfg["model"]["dead_layer_threshold"]
+        # A layer restarted in the last tenth would reach the final model still unplaced.
+        if threshold is None or self.model.L < 2 or self.iteration > LAST_LAYER_RESTART * self.total_iters:
+            return
+        dead = dead_layers(area_sum, drawn, threshold)  # summed over ranks: the same on every rank
+        if not dead:
+            return
+        restart_layers(self.model, dead, self.optimizer)
+        broadcast_module(self.model, self.dist)
+        areas = ", ".join(f"{a:.4f}" for a in (area_sum / drawn.clamp(min=1)).tolist())
+        self.log.info(f"iteration {self.iteration}: layers {dead} drew nothing (mean mask by layer {areas}); "
+                      "restarted at the identity, behind the others")
 
     def _end_epoch(self) -> None:
         self.epoch += 1
