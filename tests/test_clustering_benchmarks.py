@@ -298,8 +298,8 @@ def test_cosegmentation_evaluator_counts_pixels():
     assert (scores["acc"], scores["iou"], scores["swapped"]) == (1.0, 1.0, 1.0)
 
 
-# ---- configs: the values of SPEC §7, and a CPU smoke run each ------------------------------------
-SPEC_VALUES = {  # K, encoder, sequence, curriculum, std, batch, lr, gamma, milestones, epochs, intervals
+# ---- configs: the paper's shipped values, and a CPU smoke run each ------------------------------------
+PAPER_VALUES = {  # K, encoder, sequence, curriculum, std, batch, lr, gamma, milestones, epochs, intervals
     "gtsrb8.yml": (8, "resnet32", "color_projective_tps", [100, 350], 5, 128, 0.1, [600], 700, (100, 200, 25)),
     "svhn.yml": (10, "resnet32", "color_projective_tps", [10, 35], 8, 128, 0.1, [50], 55, (400, 800, 100)),
     "horse.yml": (1, "resnet18", "color_projective_tps", [3000, 8000], 20, 32, 0.1, [14000], 15000, (300, 600, 300)),
@@ -307,9 +307,9 @@ SPEC_VALUES = {  # K, encoder, sequence, curriculum, std, batch, lr, gamma, mile
 }
 
 
-@pytest.mark.parametrize("name", sorted(SPEC_VALUES))
+@pytest.mark.parametrize("name", sorted(PAPER_VALUES))
 def test_config_holds_the_spec_values(name):
-    K, encoder, seq, curriculum, std, batch, gamma, milestones, epochs, intervals = SPEC_VALUES[name]
+    K, encoder, seq, curriculum, std, batch, gamma, milestones, epochs, intervals = PAPER_VALUES[name]
     cfg = load_config(CONFIGS / name)
     model, train = cfg["model"], cfg["training"]
     assert (model["n_sprites"], model["n_backgrounds"], model["n_objects"], model["inject_noise"]) == (K, 1, 1, 0.4)

@@ -1,4 +1,4 @@
-"""training.optimizer.encoder_steps_per_iter: the original's repeated encoder updates (SPEC §2.1)."""
+"""training.optimizer.encoder_steps_per_iter: the original's repeated encoder updates (docs/method.md §2.1)."""
 
 import copy
 import warnings

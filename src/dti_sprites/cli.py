@@ -78,7 +78,7 @@ def cmd_train(args) -> None:
         sys.exit(exit_status(trainer.stop_signal))
 
 
-# What the eval split of each benchmark kind holds (SPEC §3), for the line `evaluate` prints.
+# What the eval split of each benchmark kind holds (docs/method.md §3), for the line `evaluate` prints.
 EVAL_SPLITS = {"multi_object": "the first 320 images, or all when fewer"}
 
 

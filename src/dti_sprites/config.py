@@ -153,7 +153,7 @@ OPTIMIZER_SCHEMA = {
     "cluster": Key((DICT, NONE), None),
     "transformer": Key((DICT, NONE), None),
     # Adam updates of the shared encoder per iteration, with the same gradient: the original moved it once
-    # per transformer holding it (SPEC §2.1: 7 on dsprites, 8 on clevr6).
+    # per transformer holding it (docs/method.md §2.1: 7 on dsprites, 8 on clevr6).
     "encoder_steps_per_iter": Key((INT,), 1, lambda v: None if v >= 1 else "an integer >= 1"),
 }
 GROUP_OVERRIDE_SCHEMA = {

@@ -68,7 +68,7 @@ _multi_object("tetrominoes", "tetrominoes", 20, (3, 35, 35))  # 19 shapes + back
 _multi_object("dsprites_gray", "dsprites_gray", 4, (3, 64, 64))  # square, ellipse, heart + background
 _multi_object("clevr6", "clevr6", 7, (3, 128, 128))
 
-# Single-object benchmarks (SPEC §3, §4): clustering, cosegmentation and unlabelled collections.
+# Single-object benchmarks (docs/method.md §3, §4): clustering, cosegmentation and unlabelled collections.
 register_dataset("gtsrb8", "GTSRB", 8, (3, 28, 28), kind="clustering")(GTSRB8)
 register_dataset("svhn", "svhn", 10, (3, 32, 32), kind="clustering", options=("use_extra",))(SVHN)
 register_dataset("digits", "digits", 10, (1, 8, 8), kind="clustering", reads_folder=False)(Digits)  # in scikit-learn

@@ -1,7 +1,7 @@
 """Synthetic stand-in for Multi-dSprites with coloured sprites on a grey background
 (`dsprites_gray`).
 
-Writes the on-disk layout the multi-object loader reads (SPEC section 4):
+Writes the on-disk layout the multi-object loader reads (docs/method.md §4):
 
     images/{i}.png     RGB 8-bit, 64x64, one uniform grey background
     masks/{i}.png      'L' 8-bit, instance ids: 0 background, 1..n in drawing order

@@ -1,6 +1,6 @@
 """GTSRB-8: the 8-class subset of the German Traffic Sign benchmark used for clustering.
 
-Layout (the original archive, SPEC §4):
+Layout (the original archive, docs/method.md §4):
 
     <root>/train/<class id>/*.ppm    class folders named by id, zero padded or not (00003 or 3)
 

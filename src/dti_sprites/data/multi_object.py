@@ -1,13 +1,13 @@
 """Loader for the multi-object benchmarks (Tetrominoes, Multi-dSprites, CLEVR6).
 
-All three share one on-disk layout (SPEC section 4), with integer file stems:
+All three share one on-disk layout (docs/method.md §4), with integer file stems:
 
     <root>/images/{i}.png      any PIL mode, converted to RGB
     <root>/masks/{i}.png       instance ids, 0 = background (8 or 16-bit)
     <root>/sem_masks/{i}.png   class ids, 0 = background
 
 Samples are (image (C, H, W) float in [0, 1], instance (H, W) long, semantic (H, W) long).
-Splits follow SPEC section 3: "train" is every image, "val" 100 fixed training images and
+Splits follow docs/method.md §3: "train" is every image, "val" 100 fixed training images and
 "eval" the first 320 images.
 """
 

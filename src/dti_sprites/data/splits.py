@@ -1,4 +1,4 @@
-"""Which images each split of a single-object benchmark holds (SPEC §3).
+"""Which images each split of a single-object benchmark holds (docs/method.md §3).
 
 These sets have no validation split of their own: "train" and "eval" are the whole set (the
 clustering and cosegmentation scores are computed on the training images, as in the paper)

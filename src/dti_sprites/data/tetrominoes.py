@@ -1,7 +1,7 @@
 """Synthetic stand-in for the Tetrominoes multi-object benchmark.
 
 The real archive cannot be downloaded on every machine, so this writes a set with the same
-statistics and exactly the on-disk layout the loader reads (see SPEC section 4):
+statistics and exactly the on-disk layout the loader reads (see docs/method.md §4):
 
     images/{i}.png     RGB 8-bit, 35x35, black background
     masks/{i}.png      'L' 8-bit, instance ids: 0 background, 1..3 one per piece

@@ -1,6 +1,6 @@
 """Weizmann Horse: 327 horse photographs with foreground masks, for cosegmentation.
 
-Layout (SPEC §4):
+Layout (docs/method.md §4):
 
     <root>/images/*.jpg    photographs of various sizes
     <root>/masks/*.png     one mask per image with the same stem, foreground > 0

@@ -1,4 +1,4 @@
-"""Evaluation by benchmark kind (SPEC §3): a dataset's `kind` names the evaluator to use.
+"""Evaluation by benchmark kind (docs/method.md §3): a dataset's `kind` names the evaluator to use.
 
 Each evaluator is called as (model, dataset, device, batch_size=..., eval_semantic=...,
 eval_with_bkg=..., n_classes=..., progress=...) and returns a flat dict of float scores.

@@ -1,4 +1,4 @@
-"""Scores of the single-object benchmarks (SPEC §3): clustering, cosegmentation, unlabelled.
+"""Scores of the single-object benchmarks (docs/method.md §3): clustering, cosegmentation, unlabelled.
 
 - clustering: the prediction of an image is the sprite chosen for its single object layer.
   `nmi` is the normalised mutual information (arithmetic mean normalisation). Clusters are

@@ -1,4 +1,4 @@
-"""Scores of a trained model on a labelled multi-object dataset (SPEC §3).
+"""Scores of a trained model on a labelled multi-object dataset (docs/method.md §3).
 
 Predicted instance labels come from composing the layer index instead of colours, with
 hard masks (> 0.5) and hard occlusion (> 0.5): each pixel gets the front-most object layer
@@ -7,7 +7,7 @@ covering it (1..L), 0 if none. Semantic labels do the same with sprite index + 1
 `eval_with_bkg: false` gives the pixels left to the background to the object layer of
 closest colour (`fill_background`) before `ari` and the semantic scores. Whatever that
 setting, `ari_fg` scores the plain labels (the standard ARI-FG) and `ari_fg_filled` the
-filled ones: the ARI-FG of the original release, which the paper reports (SPEC §3).
+filled ones: the ARI-FG of the original release, which the paper reports (docs/method.md §3).
 """
 
 import torch

@@ -1,4 +1,4 @@
-"""Segmentation scores of the multi-object benchmarks (SPEC section 3).
+"""Segmentation scores of the multi-object benchmarks (docs/method.md §3).
 
 Instance: adjusted Rand index per image, averaged, over all pixels (`ari`) or over
 ground-truth foreground pixels only (`ari_fg`), computed batched in torch from contingency

@@ -1,4 +1,4 @@
-"""Layered composition with occlusion (SPEC §1.6).
+"""Layered composition with occlusion (docs/method.md §1.6).
 
 Layout: layers first. colours (L', B, C, H, W), masks (L', B, 1, H, W), occlusion
 δ (B, L', L') with δ[b, j, k] = "layer j is in front of layer k". L' counts the background,

@@ -1,4 +1,4 @@
-"""Initial values of sprites (appearances, masks) and backgrounds (SPEC §1.1).
+"""Initial values of sprites (appearances, masks) and backgrounds (docs/method.md §1.1).
 
 `sample`, `mean` and `kmeans` look at training images; they receive a callable
 `sample_images(n)` returning up to n random training images (n, C, H, W) in [0, 1], so the

@@ -1,4 +1,4 @@
-"""Choosing the sprite of each layer (SPEC §1.8).
+"""Choosing the sprite of each layer (docs/method.md §1.8).
 
 Candidates arrive rendered for every layer at once: colours (L, K', B, C, H, W) and masks
 (L, K', B, 1, H, W), K' = K sprites (+ the empty one). Both selections score all K'

@@ -1,5 +1,5 @@
 """The DTI-Sprites image model: sprites placed by predicted transformations, composited in
-layers over a background (SPEC §1).
+layers over a background (docs/method.md §1).
 
 Layout: layer-major. Candidates (L, K', B, C, H, W) with K' = K sprites (+1 empty); chosen
 layers (L', B, C, H, W) with the background, when there is one, as layer 0. Head outputs

@@ -1,7 +1,7 @@
 """Names of the true classes of each benchmark, and why a per-class table may hold one more
 class than the model has sprites (the background). Used by the report's score tables.
 
-Class ids follow the loaders (SPEC §4): for multi-object sets 0 is the background and
+Class ids follow the loaders (docs/method.md §4): for multi-object sets 0 is the background and
 shape s is class s + 1.
 """
 

@@ -35,7 +35,7 @@ from ..model.transforms import describe_conventions
 from ..palette import colorize
 from ..training.checkpoint import load_trained_model
 from .decompose_inputs import fit_to_model, list_image_files, load_image
-MASK_THRESHOLD = 0.5  # the evaluation's hard-mask threshold (SPEC §3)
+MASK_THRESHOLD = 0.5  # the evaluation's hard-mask threshold (docs/method.md §3)
 
 CONVENTIONS = {
     "pixels": "x to the right, y down, origin at the top-left corner of the image; pixel (row i, column j) "

@@ -1,4 +1,4 @@
-"""Figures of a trained model (SPEC §3, qualitative outputs), written at the end of training.
+"""Figures of a trained model (docs/method.md §3, qualitative outputs), written at the end of training.
 
 For the first 32 images of the eval split, into the run's `images/`:
 - `segmentation_instances.png`: input | reconstruction | instance segmentation (one colour

@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule (SPEC §2.1).
+"""Optimiser and learning-rate schedule (docs/method.md §2.1).
 
 Two parameter groups: `cluster` (appearances, masks, backgrounds) and `transformer`
 (encoder and every head), each with its own overrides. Schedules are per epoch and, for a
@@ -7,7 +7,7 @@ list `gamma`, per group (`[1, 0.1]` decays only the transformer group).
 `encoder_steps_per_iter` reproduces the original's optimiser, which listed the shared
 encoder once per transformer holding it: its per-tensor Adam moved the encoder that many
 times per iteration with the same gradient (7 on dsprites.yml, 8 on clevr6.yml, 1 on
-tetro.yml; SPEC §2.1).
+tetro.yml; docs/method.md §2.1).
 """
 
 import math

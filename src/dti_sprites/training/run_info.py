@@ -99,7 +99,7 @@ def read_run_info(run_dir: str | Path) -> dict | None:
 
 
 def split_descriptions(info: dict | None) -> dict[str, str]:
-    """What the final scores and the validation curves cover, in words (SPEC §3)."""
+    """What the final scores and the validation curves cover, in words (docs/method.md §3)."""
     if not info or "images" not in info:
         return {"eval": "the eval split", "val": "the validation images"}
     n_eval, n_val = info["images"]["eval"], info["images"]["val"]

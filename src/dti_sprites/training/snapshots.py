@@ -1,4 +1,4 @@
-"""Images a person looks at during and after training (SPEC §2.4).
+"""Images a person looks at during and after training (docs/method.md §2.4).
 
 At each validation: sprites, masks, masked sprites, backgrounds, the transformed sprites of
 4 fixed training images and their reconstructions, as PNG grids under `images/`, with one

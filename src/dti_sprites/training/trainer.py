@@ -1,4 +1,4 @@
-"""The training loop (SPEC §2): one object that owns the run and can stop and resume it.
+"""The training loop (docs/method.md §2): one object that owns the run and can stop and resume it.
 
 Per iteration: forward with sprite selection, loss, backward, Adam step, and device-side
 accumulation of the statistics; values leave the device only at logging intervals. The
