@@ -18,7 +18,7 @@ from .encoders import build_encoder
 from .heads import HeadBank
 from .prototypes import SampleImages, init_tensor
 from .selection import exhaustive_select, greedy_select
-from .transformers import TransformSequence
+from .transform_sequence import TransformSequence
 
 PROTO_VALUE, MASK_VALUE, BKG_VALUE = 0.9, 0.5, 0.5
 REASSIGN_NOISE_STD = 1e-4
