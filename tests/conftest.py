@@ -24,13 +24,30 @@ def small_config(model=None, training=None, dataset=None) -> dict:
     """A config small enough to train in seconds on a CPU."""
     raw = {
         "dataset": {"name": "tetrominoes", **(dataset or {})},
-        "model": {"n_sprites": 4, "n_objects": 2, "n_backgrounds": 1, "encoder_name": "default",
-                  "transformation_sequence": "color_affine", "transformation_sequence_layer": "color_position",
-                  "transformation_sequence_bkg": "color", "sprite_size": [8, 8], "gaussian_weights_std": 3,
-                  "estimate_minimum": True, "inject_noise": 0.4, **(model or {})},
-        "training": {"batch_size": 8, "n_iterations": 6, "optimizer": {"lr": 1e-3},
-                     "train_stat_interval": 2, "val_stat_interval": 3, "check_cluster_interval": 2,
-                     "seed": 1, **(training or {})},
+        "model": {
+            "n_sprites": 4,
+            "n_objects": 2,
+            "n_backgrounds": 1,
+            "encoder_name": "default",
+            "transformation_sequence": "color_affine",
+            "transformation_sequence_layer": "color_position",
+            "transformation_sequence_bkg": "color",
+            "sprite_size": [8, 8],
+            "gaussian_weights_std": 3,
+            "estimate_minimum": True,
+            "inject_noise": 0.4,
+            **(model or {}),
+        },
+        "training": {
+            "batch_size": 8,
+            "n_iterations": 6,
+            "optimizer": {"lr": 1e-3},
+            "train_stat_interval": 2,
+            "val_stat_interval": 3,
+            "check_cluster_interval": 2,
+            "seed": 1,
+            **(training or {}),
+        },
     }
     return validate(raw)
 
@@ -47,6 +64,9 @@ def assert_same_state(a: dict, b: dict) -> None:
     """Two state dicts hold identical tensors and identical extra state (curricula)."""
     assert a.keys() == b.keys()
     for name, value in a.items():
-        same = (value.dtype == b[name].dtype and torch.equal(value, b[name])) if torch.is_tensor(value) \
+        same = (
+            (value.dtype == b[name].dtype and torch.equal(value, b[name]))
+            if torch.is_tensor(value)
             else value == b[name]
+        )
         assert same, name

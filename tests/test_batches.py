@@ -40,8 +40,10 @@ def test_streamed_training_and_resume_match_resident_training(tetro_dir, tmp_pat
     streamed = _trainer(tetro_dir, tmp_path / "b", resident=False, n_workers=1)
     assert isinstance(streamed.images, StreamedImages)
     assert streamed.run(max_iterations=7) is None  # stop mid-epoch, then resume from the checkpoint
-    cfg = small_config(training={"n_iterations": 16, "resident": False, "resume": str(streamed.run_dir)},
-                       dataset={"path": str(tetro_dir)})
+    cfg = small_config(
+        training={"n_iterations": 16, "resident": False, "resume": str(streamed.run_dir)},
+        dataset={"path": str(tetro_dir)},
+    )
     resumed = Trainer(cfg, "cpu", tmp_path / "b", progress=False, quiet=True)
     resumed.run(max_iterations=9)
     assert resumed.iteration == resident.iteration == 16
@@ -65,8 +67,7 @@ def test_resident_key_is_checked():
 
 def test_training_iterations_never_wait_for_the_device(tetro_dir, tmp_path):
     """Between logging intervals the loop only queues work: no .item(), no boolean masks."""
-    trainer = _trainer(tetro_dir, tmp_path, train_stat_interval=100, val_stat_interval=100,
-                       check_cluster_interval=100)
+    trainer = _trainer(tetro_dir, tmp_path, train_stat_interval=100, val_stat_interval=100, check_cluster_interval=100)
     trainer._loop(1, None)  # warm-up outside the census
     with OpCensus() as census:
         trainer._loop(3, None)

@@ -70,7 +70,7 @@ def horse_root(tmp_path_factory):
         h, w = 40 + 4 * i, 50
         _noise_image(rng, h, w, [120, 90, 60]).save(root / "images" / f"horse{i:03d}.jpg")
         mask = np.zeros((h, w), np.uint8)
-        mask[h // 4:3 * h // 4, w // 4:3 * w // 4] = 255
+        mask[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 255
         Image.fromarray(mask).save(root / "masks" / f"horse{i:03d}.png")
     return root
 
@@ -92,23 +92,36 @@ def folder_root(tmp_path_factory):
 def instagram_root(folder_root, tmp_path_factory):
     """instagram/santaphoto/train/ holding the image folder."""
     import shutil
+
     root = tmp_path_factory.mktemp("data") / "instagram"
     shutil.copytree(folder_root, root / "santaphoto" / "train")
     return root
 
 
 def _train_overrides(extra=()):
-    return ["training.n_epoches=null", "training.n_iterations=2", "training.batch_size=4",
-            "training.train_stat_interval=1", "training.val_stat_interval=2", "training.check_cluster_interval=1",
-            "training.n_workers=0", "training.seed=0", "model.encoder_name=default", *extra]
+    return [
+        "training.n_epoches=null",
+        "training.n_iterations=2",
+        "training.batch_size=4",
+        "training.train_stat_interval=1",
+        "training.val_stat_interval=2",
+        "training.check_cluster_interval=1",
+        "training.n_workers=0",
+        "training.seed=0",
+        "model.encoder_name=default",
+        *extra,
+    ]
 
 
 # ---- loaders -----------------------------------------------------------------------------------
 def test_registry_entries():
-    expected = {"gtsrb8": ("GTSRB", 8, "clustering", (3, 28, 28)), "svhn": ("svhn", 10, "clustering", (3, 32, 32)),
-                "weizmann_horse": ("weizmann_horse", 2, "cosegmentation", (3, 128, 128)),
-                "instagram": ("instagram", None, "unlabelled", (3, 128, 128)),
-                "digits": ("digits", 10, "clustering", (1, 8, 8))}
+    expected = {
+        "gtsrb8": ("GTSRB", 8, "clustering", (3, 28, 28)),
+        "svhn": ("svhn", 10, "clustering", (3, 32, 32)),
+        "weizmann_horse": ("weizmann_horse", 2, "cosegmentation", (3, 128, 128)),
+        "instagram": ("instagram", None, "unlabelled", (3, 128, 128)),
+        "digits": ("digits", 10, "clustering", (1, 8, 8)),
+    }
     for name, (folder, n_classes, kind, shape) in expected.items():
         entry = DATASETS.get(name)
         assert (entry.folder, entry.n_classes, entry.kind, entry.native_shape) == (folder, n_classes, kind, shape)
@@ -176,6 +189,7 @@ def test_weizmann_horse_pairs_and_binary_masks(horse_root):
 
 def test_weizmann_horse_mismatch_names_the_file(horse_root, tmp_path):
     import shutil
+
     root = tmp_path / "weizmann_horse"
     shutil.copytree(horse_root, root)
     (root / "masks" / "horse003.png").rename(root / "masks" / "horse999.png")
@@ -200,6 +214,7 @@ def test_image_folder_recursive_crop_policies_and_errors(folder_root, tmp_path):
 
 def test_instagram_reads_tag_train_folder(folder_root, tmp_path):
     import shutil
+
     shutil.copytree(folder_root, tmp_path / "instagram" / "weddingkiss" / "train")
     ds = DATASETS.get("instagram")(tmp_path / "instagram", "val", tag="weddingkiss")
     assert len(ds) == 5 and ds[0][0].shape == (3, 128, 128)
@@ -209,6 +224,7 @@ def test_instagram_reads_tag_train_folder(folder_root, tmp_path):
 
 def test_digits_are_sklearns_and_val_is_fixed():
     from sklearn.datasets import load_digits
+
     ds = DATASETS.get("digits")(None, "train")
     assert len(ds) == 1797 and ds[5][0].shape == (1, 8, 8)
     assert torch.allclose(ds[5][0][0], torch.from_numpy(load_digits().images[5] / 16).float())
@@ -233,6 +249,7 @@ def test_clustering_scores_hungarian_and_majority():
     # Hungarian would forbid the double use that majority allows.
     assert clustering_scores(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 0]), 2, 2)["acc"] == 0.5
     from sklearn.metrics import normalized_mutual_info_score
+
     pred = np.array([0, 1, 1, 0, 2, 2])
     assert clustering_scores(true, pred, 3, 3)["nmi"] == pytest.approx(normalized_mutual_info_score(true, pred))
     assert "acc_0" not in clustering_scores(true, pred, 3, 3, per_class=False)
@@ -258,9 +275,17 @@ class _FixedModel(nn.Module):
         idx = (images.mean((1, 2, 3)) * (self.K - 1)).round().long()[None]  # (1, B)
         masks = torch.zeros(2, B, 1, H, W)
         masks[0] = 1
-        masks[1, ..., :W // 2] = 0.9
-        return Decomposition(images, images.mean((1, 2, 3)), idx, torch.zeros(B, dtype=torch.long),
-                             images.expand(2, -1, -1, -1, -1), masks, torch.zeros(B, 2, 2), True)
+        masks[1, ..., : W // 2] = 0.9
+        return Decomposition(
+            images,
+            images.mean((1, 2, 3)),
+            idx,
+            torch.zeros(B, dtype=torch.long),
+            images.expand(2, -1, -1, -1, -1),
+            masks,
+            torch.zeros(B, 2, 2),
+            True,
+        )
 
 
 class _Labelled(torch.utils.data.Dataset):
@@ -313,16 +338,22 @@ def test_config_holds_the_spec_values(name):
     cfg = load_config(CONFIGS / name)
     model, train = cfg["model"], cfg["training"]
     assert (model["n_sprites"], model["n_backgrounds"], model["n_objects"], model["inject_noise"]) == (K, 1, 1, 0.4)
-    assert (model["encoder_name"], model["transformation_sequence"], model["transformation_sequence_bkg"]) == \
-        (encoder, seq, seq)
+    assert (model["encoder_name"], model["transformation_sequence"], model["transformation_sequence_bkg"]) == (
+        encoder,
+        seq,
+        seq,
+    )
     assert model["curriculum_learning"] == model["curriculum_learning_bkg"] == curriculum
     assert (model["proto_init"], model["mask_init"], model["bkg_init"]) == ("constant", "gaussian", "mean")
     assert model["sprite_size"] is None and model["gaussian_weights_std"] == std
     assert model["transformation_sequence_layer"] == "identity" and not model["estimate_minimum"]
     assert (train["batch_size"], train["optimizer"]["lr"], train["n_epoches"]) == (batch, 1e-3, epochs)
     assert train["optimizer"]["transformer"] == {"weight_decay": 1e-6}
-    assert (train["scheduler"]["name"], train["scheduler"]["gamma"], train["scheduler"]["milestones"]) == \
-        ("multi_step", gamma, milestones)
+    assert (train["scheduler"]["name"], train["scheduler"]["gamma"], train["scheduler"]["milestones"]) == (
+        "multi_step",
+        gamma,
+        milestones,
+    )
     assert (train["train_stat_interval"], train["val_stat_interval"], train["check_cluster_interval"]) == intervals
 
 
@@ -355,9 +386,12 @@ def test_config_trains_on_a_tiny_fixture(name, request, tmp_path):
 
 def test_dataset_options_reach_the_factory(folder_root, tmp_path):
     import shutil
+
     shutil.copytree(folder_root, tmp_path / "instagram" / "kiss" / "train")
-    cfg = load_config(CONFIGS / "instagram.yml", [f"dataset.data_root={tmp_path}", "dataset.tag=kiss",
-                                                  "dataset.resize_policy=resize", "dataset.img_size=16"])
+    cfg = load_config(
+        CONFIGS / "instagram.yml",
+        [f"dataset.data_root={tmp_path}", "dataset.tag=kiss", "dataset.resize_policy=resize", "dataset.img_size=16"],
+    )
     dataset, entry = build_dataset(cfg, "eval")
     assert entry.kind == "unlabelled" and len(dataset) == 5 and dataset.resize_policy == "resize"
 
@@ -365,6 +399,7 @@ def test_dataset_options_reach_the_factory(folder_root, tmp_path):
 # ---- resize-images -------------------------------------------------------------------------------
 def test_resize_images_cli(folder_root, tmp_path, capsys):
     import shutil
+
     src = tmp_path / "raw"
     shutil.copytree(folder_root, src)
     (src / "a" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")

@@ -8,7 +8,7 @@ from dti_sprites.model.selection import exhaustive_select, greedy_select
 
 def square(H, W, top, left, size):
     m = torch.zeros(1, H, W)
-    m[:, top:top + size, left:left + size] = 1
+    m[:, top : top + size, left : left + size] = 1
     return m
 
 
@@ -29,8 +29,13 @@ def test_fixed_order_puts_later_layers_in_front():
 
 def test_predicted_occlusion_can_reverse_the_order():
     H = W = 6
-    colors = torch.stack([torch.zeros(1, 3, H, W), torch.ones(1, 3, H, W) * torch.tensor([1.0, 0, 0]).view(1, 3, 1, 1),
-                          torch.ones(1, 3, H, W) * torch.tensor([0, 0, 1.0]).view(1, 3, 1, 1)])
+    colors = torch.stack(
+        [
+            torch.zeros(1, 3, H, W),
+            torch.ones(1, 3, H, W) * torch.tensor([1.0, 0, 0]).view(1, 3, 1, 1),
+            torch.ones(1, 3, H, W) * torch.tensor([0, 0, 1.0]).view(1, 3, 1, 1),
+        ]
+    )
     masks = torch.stack([torch.ones(1, 1, H, W), square(H, W, 0, 0, 4)[None], square(H, W, 2, 2, 4)[None]])
     # One object pair; logit -> δ[2,1] (layer 2 in front of layer 1). Large negative: layer 1 in front.
     delta = predicted_occlusion(torch.tensor([[-30.0]]), n_objects=2, has_background=True)
@@ -64,11 +69,13 @@ def _planted_scene(seed=0):
     cand_masks = torch.zeros(L, K, B, 1, H, W)
     for l in range(L):
         for k in range(K):
-            cand_masks[l, k, :, :, l * 4:l * 4 + 3, k * 2:k * 2 + 3] = 1
+            cand_masks[l, k, :, :, l * 4 : l * 4 + 3, k * 2 : k * 2 + 3] = 1
     planted = torch.randint(K, (L, B))
     bg = torch.full((B, C, H, W), 0.1)
     colors = torch.cat([bg[None], torch.stack([cand_colors[l, planted[l], torch.arange(B)] for l in range(L)])])
-    masks = torch.cat([torch.ones(1, B, 1, H, W), torch.stack([cand_masks[l, planted[l], torch.arange(B)] for l in range(L)])])
+    masks = torch.cat(
+        [torch.ones(1, B, 1, H, W), torch.stack([cand_masks[l, planted[l], torch.arange(B)] for l in range(L)])]
+    )
     target = layered_composite(colors, masks)
     return cand_colors, cand_masks, bg, target, planted
 
@@ -125,8 +132,15 @@ def test_transmittance_weighs_the_composite_and_the_evaluation_alike():
         assert torch.allclose((weights * colors).sum(0), layered_composite(colors, masks, occlusion), atol=1e-6)
     # The fixed order's reversed cumprod is the product over the fixed occlusion matrix.
     assert torch.allclose(transmittance(masks), transmittance(masks, fixed_occlusion(L, B)), atol=1e-6)
-    out = Decomposition(recon=colors[0], loss=torch.zeros(B), sprite_idx=torch.zeros(3, B, dtype=torch.long),
-                        bkg_idx=torch.zeros(B, dtype=torch.long), colors=colors, masks=masks,
-                        occlusion=fixed_occlusion(L, B), has_background=True)
+    out = Decomposition(
+        recon=colors[0],
+        loss=torch.zeros(B),
+        sprite_idx=torch.zeros(3, B, dtype=torch.long),
+        bkg_idx=torch.zeros(B, dtype=torch.long),
+        colors=colors,
+        masks=masks,
+        occlusion=fixed_occlusion(L, B),
+        has_background=True,
+    )
     covering = (masks[1:, :, 0] > 0.5).long() * torch.arange(1, L)[:, None, None, None]  # (L-1, B, H, W)
     assert torch.equal(front_layer(out), covering.amax(0))  # fixed order: the last covering layer is in front

@@ -11,8 +11,11 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def base():
-    return {"dataset": {"name": "tetrominoes"}, "model": {"n_sprites": 3},
-            "training": {"n_epoches": 1, "optimizer": {"lr": 1e-3}}}
+    return {
+        "dataset": {"name": "tetrominoes"},
+        "model": {"n_sprites": 3},
+        "training": {"n_epoches": 1, "optimizer": {"lr": 1e-3}},
+    }
 
 
 def test_tetro_config_has_the_original_values():
@@ -42,28 +45,37 @@ def test_defaults_are_filled_in():
     assert cfg["training"]["scheduler"]["name"] == "constant_lr"
 
 
-@pytest.mark.parametrize("edit, needle", [
-    (lambda c: c["model"].update(n_sprite=3), "model.n_sprite: unknown key"),
-    (lambda c: c.update(extra={}), "extra: unknown config section"),
-    (lambda c: c["model"].update(n_sprites="many"), "model.n_sprites: expected"),
-    (lambda c: c["model"].update(n_sprites=0), "model.n_sprites: expected a positive number"),
-    (lambda c: c["model"].update(use_clamp="fuzzy"), None),
-    (lambda c: c["model"].pop("n_sprites"), "model.n_sprites: missing"),
-    (lambda c: c["training"].update(n_iterations=5), "exactly one"),
-    (lambda c: c["training"].update(scheduler={"name": "multi_step", "gamma": [1, 0.1, 2]}), "training.scheduler.gamma"),
-    (lambda c: c["training"].update(scheduler={"name": "step_lr"}), "training.scheduler.name"),
-    (lambda c: c["model"].update(transformation_sequence="color_affine", curriculum_learning=[1, 2]),
-     "model.curriculum_learning: expected 1 milestone"),
-    (lambda c: c["model"].update(with_pool=[2]), "model.with_pool"),
-    (lambda c: c["training"]["optimizer"].update(momentum=0.9), "training.optimizer.momentum: unknown key"),
-    (lambda c: c["training"]["optimizer"].update(transformer={"lr": "fast"}), "training.optimizer.transformer.lr"),
-    (lambda c: c["training"].update(compile="fast"), "training.compile: expected true, false or a mode"),
-])
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (lambda c: c["model"].update(n_sprite=3), "model.n_sprite: unknown key"),
+        (lambda c: c.update(extra={}), "extra: unknown config section"),
+        (lambda c: c["model"].update(n_sprites="many"), "model.n_sprites: expected"),
+        (lambda c: c["model"].update(n_sprites=0), "model.n_sprites: expected a positive number"),
+        (lambda c: c["model"].update(use_clamp="fuzzy"), None),
+        (lambda c: c["model"].pop("n_sprites"), "model.n_sprites: missing"),
+        (lambda c: c["training"].update(n_iterations=5), "exactly one"),
+        (
+            lambda c: c["training"].update(scheduler={"name": "multi_step", "gamma": [1, 0.1, 2]}),
+            "training.scheduler.gamma",
+        ),
+        (lambda c: c["training"].update(scheduler={"name": "step_lr"}), "training.scheduler.name"),
+        (
+            lambda c: c["model"].update(transformation_sequence="color_affine", curriculum_learning=[1, 2]),
+            "model.curriculum_learning: expected 1 milestone",
+        ),
+        (lambda c: c["model"].update(with_pool=[2]), "model.with_pool"),
+        (lambda c: c["training"]["optimizer"].update(momentum=0.9), "training.optimizer.momentum: unknown key"),
+        (lambda c: c["training"]["optimizer"].update(transformer={"lr": "fast"}), "training.optimizer.transformer.lr"),
+        (lambda c: c["training"].update(compile="fast"), "training.compile: expected true, false or a mode"),
+    ],
+)
 def test_bad_values_name_the_key(edit, needle):
     cfg = base()
     edit(cfg)
     if needle is None:  # checked where the value is used
         from dti_sprites.model.clamp import get_clamp
+
         with pytest.raises(ConfigError, match="model.use_clamp"):
             get_clamp(validate(cfg)["model"]["use_clamp"])
         return
@@ -73,8 +85,9 @@ def test_bad_values_name_the_key(edit, needle):
 
 def test_yaml_quirks_and_overrides(tmp_path):
     path = tmp_path / "c.yml"
-    path.write_text("dataset: {name: tetrominoes}\nmodel: {n_sprites: 3}\n"
-                    "training: {n_epoches: 1, optimizer: {lr: 1e-4}}\n")
+    path.write_text(
+        "dataset: {name: tetrominoes}\nmodel: {n_sprites: 3}\ntraining: {n_epoches: 1, optimizer: {lr: 1e-4}}\n"
+    )
     cfg = load_config(path, ["training.batch_size=7", "model.sprite_size=[8, 8]"])
     assert cfg["training"]["optimizer"]["lr"] == 1e-4  # YAML 1.1 reads 1e-4 as a string
     assert cfg["training"]["batch_size"] == 7 and cfg["model"]["sprite_size"] == [8, 8]

@@ -53,7 +53,7 @@ def test_restart_moves_the_dead_layer_behind_and_keeps_what_live_layers_compute(
         if b_before is None:
             continue
         per_layer = b_before.shape[0] // model.L  # 1 for the layer transformer, K for the sprite one
-        live_before, live_after = b_before[:2 * per_layer], b_after[per_layer:]
+        live_before, live_after = b_before[: 2 * per_layer], b_after[per_layer:]
         # Old layers 0, 1 are now layers 1, 2 (same weights; the batched product may round differently).
         assert torch.allclose(live_before, live_after, atol=1e-6)
     position = after["layer"][1][0]  # the restarted layer: β = 0, the identity placement
@@ -66,8 +66,11 @@ def test_restart_moves_the_dead_layer_behind_and_keeps_what_live_layers_compute(
 
 
 def test_training_brings_back_a_layer_sent_off_the_image(tetro_dir, tmp_path):
-    cfg = small_config(model={"n_objects": 3}, dataset={"path": str(tetro_dir)},
-                       training={"n_iterations": 4, "check_cluster_interval": 2, "val_stat_interval": 100})
+    cfg = small_config(
+        model={"n_objects": 3},
+        dataset={"path": str(tetro_dir)},
+        training={"n_iterations": 4, "check_cluster_interval": 2, "val_stat_interval": 100},
+    )
     trainer = Trainer(cfg, "cpu", tmp_path, tag="t", progress=False, quiet=True)
     position = trainer.model.layer_transformer.heads[1]  # color_position: module 1 places the layer
     with torch.no_grad():

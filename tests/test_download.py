@@ -17,7 +17,6 @@ from dti_sprites.errors import DataError
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def _zip(path: Path, entries: dict[str, bytes]) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in entries.items():
@@ -44,8 +43,10 @@ def _ids(*names):
 
 
 def test_download_installs_a_checked_archive_once(tmp_path, monkeypatch, capsys):
-    tetro = _zip(tmp_path / "t.zip", {"tetrominoes/images/0.png": b"png", "tetrominoes/masks/0.png": b"m",
-                                      "__MACOSX/tetrominoes/._0.png": b"junk"})
+    tetro = _zip(
+        tmp_path / "t.zip",
+        {"tetrominoes/images/0.png": b"png", "tetrominoes/masks/0.png": b"m", "__MACOSX/tetrominoes/._0.png": b"junk"},
+    )
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
         info = tarfile.TarInfo("santaphoto/a.jpg")
@@ -72,13 +73,16 @@ def test_download_installs_a_checked_archive_once(tmp_path, monkeypatch, capsys)
     assert sorted(p.name for p in (root / "instagram").iterdir()) == ["santaphoto"]
 
 
-@pytest.mark.parametrize("entries, message", [
-    (None, "not a zip or tar archive"),
-    ({"tetro/images/0.png": b"x"}, "holds tetro at its top; expected the single folder tetrominoes/"),
-    ({"tetrominoes/a.png": b"x", "extra.txt": b"x"}, "holds extra.txt, tetrominoes at its top"),
-    ({"tetrominoes/../../evil.txt": b"x"}, "unsafe entry"),
-    ("truncated", "cannot be read|not a zip"),
-])
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        (None, "not a zip or tar archive"),
+        ({"tetro/images/0.png": b"x"}, "holds tetro at its top; expected the single folder tetrominoes/"),
+        ({"tetrominoes/a.png": b"x", "extra.txt": b"x"}, "holds extra.txt, tetrominoes at its top"),
+        ({"tetrominoes/../../evil.txt": b"x"}, "unsafe entry"),
+        ("truncated", "cannot be read|not a zip"),
+    ],
+)
 def test_download_refuses_bad_archives_and_leaves_nothing(tmp_path, monkeypatch, capsys, entries, message):
     bad = tmp_path / "bad.zip"
     if entries is None:
@@ -126,8 +130,10 @@ def test_fetch_reports_gdown_failures_and_stalls(tmp_path, monkeypatch):
     dl.fetch("ID", dest_dir / "archive")
     assert (dest_dir / "archive").read_bytes() == b"zip"
 
-    gdown_error = (r"Error:\n\n\tFailed to retrieve file url:\n\n\tCannot retrieve the public link\n\n"
-                   r"To report issues, see x.\n")
+    gdown_error = (
+        r"Error:\n\n\tFailed to retrieve file url:\n\n\tCannot retrieve the public link\n\n"
+        r"To report issues, see x.\n"
+    )
     monkeypatch.setattr(dl.sys, "executable", _fake_python(tmp_path, f"printf '{gdown_error}' >&2; exit 1"))
     with pytest.raises(DataError, match="ID2 failed.*: Failed to retrieve file url: Cannot retrieve the public link$"):
         dl.fetch("ID2", dest_dir / "other")

@@ -17,8 +17,11 @@ LR, WEIGHT_DECAY = 1e-2, 0.1  # a weight decay large enough to show up after a f
 
 
 def _model_and_config(steps: int):
-    cfg = small_config(training={"optimizer": {"lr": LR, "transformer": {"weight_decay": WEIGHT_DECAY},
-                                               "encoder_steps_per_iter": steps}})
+    cfg = small_config(
+        training={
+            "optimizer": {"lr": LR, "transformer": {"weight_decay": WEIGHT_DECAY}, "encoder_steps_per_iter": steps}
+        }
+    )
     torch.manual_seed(0)
     model = DTISprites(cfg["model"], (16, 16), 3)
     for param in model.parameters():
@@ -41,8 +44,9 @@ def test_k_steps_are_k_adam_updates_of_the_encoder_with_the_same_gradient():
     rest = [p for p in ref.transformer_parameters() if p not in encoder]
     adam = dict(lr=LR, fused=True)
     ref_encoder = torch.optim.Adam(list(encoder), weight_decay=WEIGHT_DECAY, **adam)
-    ref_rest = torch.optim.Adam([{"params": ref.cluster_parameters()},
-                                 {"params": rest, "weight_decay": WEIGHT_DECAY}], **adam)
+    ref_rest = torch.optim.Adam(
+        [{"params": ref.cluster_parameters()}, {"params": rest, "weight_decay": WEIGHT_DECAY}], **adam
+    )
     opt = build_optimizer(model, opt_cfg)
     for _ in range(2):  # iterations; the gradient stays the same within each
         opt.step()
@@ -62,8 +66,11 @@ def test_k_steps_match_the_original_optimizer_listing_the_encoder_k_times():
     listed = ref.transformer_parameters() + list(ref.encoder.parameters()) * 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns about the duplicates the original had
-        original = torch.optim.Adam([{"params": ref.cluster_parameters()},
-                                     {"params": listed, "weight_decay": WEIGHT_DECAY}], lr=LR, foreach=False)
+        original = torch.optim.Adam(
+            [{"params": ref.cluster_parameters()}, {"params": listed, "weight_decay": WEIGHT_DECAY}],
+            lr=LR,
+            foreach=False,
+        )
     opt = build_optimizer(model, opt_cfg)
     start = next(model.encoder.parameters()).detach().clone()
     for _ in range(2):
@@ -78,8 +85,11 @@ def test_k_steps_match_the_original_optimizer_listing_the_encoder_k_times():
 def test_one_step_is_plain_adam():
     model, opt_cfg = _model_and_config(1)
     ref = _twin(model)
-    plain = torch.optim.Adam([{"params": ref.cluster_parameters()},
-                              {"params": ref.transformer_parameters(), "weight_decay": WEIGHT_DECAY}], lr=LR, fused=True)
+    plain = torch.optim.Adam(
+        [{"params": ref.cluster_parameters()}, {"params": ref.transformer_parameters(), "weight_decay": WEIGHT_DECAY}],
+        lr=LR,
+        fused=True,
+    )
     build_optimizer(model, opt_cfg).step()
     plain.step()
     for mine, theirs in zip(model.parameters(), ref.parameters()):

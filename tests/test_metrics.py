@@ -99,17 +99,28 @@ def _two_objects_with_a_hole():
 
     red, green, dark_green = [1.0, 0, 0], [0, 1.0, 0], [0, 0.2, 0]
     image = torch.tensor([red, red, red, green, green, dark_green]).T.reshape(1, 3, 1, 6)  # (B, C, H, W)
-    colors = torch.stack([torch.zeros(1, 3, 1, 6),  # background first
-                          torch.tensor(red)[None, :, None, None].expand(1, 3, 1, 6),
-                          torch.tensor(green)[None, :, None, None].expand(1, 3, 1, 6)])  # (L', B, C, H, W)
+    colors = torch.stack(
+        [
+            torch.zeros(1, 3, 1, 6),  # background first
+            torch.tensor(red)[None, :, None, None].expand(1, 3, 1, 6),
+            torch.tensor(green)[None, :, None, None].expand(1, 3, 1, 6),
+        ]
+    )  # (L', B, C, H, W)
     masks = torch.zeros(3, 1, 1, 1, 6)
     masks[0] = 1
     masks[1, ..., :2] = 1  # the hole: pixel 2
     masks[2, ..., 3:5] = 1
     occlusion = torch.tensor([[0.0, 0, 0], [1, 0, 0], [1, 1, 0]])[None]  # (B, L', L'): j in front of k
-    out = Decomposition(recon=image, loss=torch.zeros(1), sprite_idx=torch.zeros(2, 1, dtype=torch.long),
-                        bkg_idx=torch.zeros(1, dtype=torch.long), colors=colors, masks=masks,
-                        occlusion=occlusion, has_background=True)
+    out = Decomposition(
+        recon=image,
+        loss=torch.zeros(1),
+        sprite_idx=torch.zeros(2, 1, dtype=torch.long),
+        bkg_idx=torch.zeros(1, dtype=torch.long),
+        colors=colors,
+        masks=masks,
+        occlusion=occlusion,
+        has_background=True,
+    )
     true = torch.tensor([[[1, 1, 1, 2, 2, 0]]])  # (B, H, W)
     return out, image, true
 

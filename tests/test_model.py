@@ -16,8 +16,9 @@ def make_model(img_size=(16, 16), **model):
 
 
 def test_forward_shapes_and_identity_at_init():
-    model = make_model(transformation_sequence="identity", transformation_sequence_layer="position",
-                       inject_noise=0.0, n_backgrounds=0)
+    model = make_model(
+        transformation_sequence="identity", transformation_sequence_layer="position", inject_noise=0.0, n_backgrounds=0
+    )
     images = torch.rand(5, 3, 16, 16)
     out = model(images)
     assert out.recon.shape == (5, 3, 16, 16) and out.loss.shape == (5,)
@@ -66,8 +67,11 @@ def test_greedy_fast_path_matches_composition_of_gathered_candidates():
     chosen_c = torch.stack([colors[l, out.sprite_idx[l], batch] for l in range(3)])
     chosen_m = torch.stack([masks[l, out.sprite_idx[l], batch] for l in range(3)])
     bkg = model.render_backgrounds(betas, B)[0]
-    recon = layered_composite(torch.cat([bkg[None], chosen_c]), torch.cat([torch.ones_like(chosen_m[:1]), chosen_m]),
-                              model.occlusion(betas, B, "cpu"))
+    recon = layered_composite(
+        torch.cat([bkg[None], chosen_c]),
+        torch.cat([torch.ones_like(chosen_m[:1]), chosen_m]),
+        model.occlusion(betas, B, "cpu"),
+    )
     assert torch.allclose(recon, out.recon, atol=1e-6)
 
 
@@ -131,7 +135,7 @@ def test_restart_sprite_copies_rows_and_optimizer_moments():
 
 def test_reassignment_restarts_only_rare_sprites():
     model = make_model(n_objects=1)
-    counts = torch.tensor([[50, 0, 48, 1, 1]])[:, :model.n_candidates]  # K = 4 sprites
+    counts = torch.tensor([[50, 0, 48, 1, 1]])[:, : model.n_candidates]  # K = 4 sprites
     before = model.prototypes.detach().clone()
     restarted = reassign_empty_clusters(model, None, counts, threshold=0.2 / model.K)
     assert restarted == [(1, 0), (3, 2)]  # split: each from a different busy sprite, busiest first
@@ -214,7 +218,14 @@ def test_render_candidates_draws_every_sprite_in_every_layer():
         colors, masks = model.render_candidates(out.betas, 3)
         idx = torch.arange(model.n_candidates).view(1, -1, 1).expand(2, -1, 3)
         one_by_one = model.render_sprites(out.betas, idx, None)
-    assert colors.shape == (2, model.n_candidates, 3, 3, 16, 16) and masks.shape == (2, model.n_candidates, 3, 1, 16, 16)
+    assert colors.shape == (2, model.n_candidates, 3, 3, 16, 16) and masks.shape == (
+        2,
+        model.n_candidates,
+        3,
+        1,
+        16,
+        16,
+    )
     assert torch.equal(colors, one_by_one[0]) and torch.equal(masks, one_by_one[1])
     assert masks[:, model.K].abs().max() == 0  # the empty sprite
     picked = masks.gather(1, out.sprite_idx[:, None, :, None, None, None].expand(-1, 1, -1, 1, 16, 16))[:, 0]

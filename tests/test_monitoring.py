@@ -37,8 +37,9 @@ def _free_port() -> int:
 
 
 def _train(tetro_dir, runs, **training):
-    cfg = small_config(training={"n_iterations": 3, "val_stat_interval": 3, **training},
-                       dataset={"path": str(tetro_dir)})
+    cfg = small_config(
+        training={"n_iterations": 3, "val_stat_interval": 3, **training}, dataset={"path": str(tetro_dir)}
+    )
     trainer = Trainer(cfg, "cpu", runs, tag="mon", progress=False, quiet=True)
     trainer.run()
     return trainer
@@ -48,9 +49,22 @@ def _train(tetro_dir, runs, **training):
 def visdom_server(tmp_path):
     """Our launcher's visdom server on 127.0.0.1 (nothing downloaded: no network needed)."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "dti_sprites", "visdom-server", "--port", str(port),
-                             "--host", "127.0.0.1", "--env-path", str(tmp_path / "visdom_env")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dti_sprites",
+            "visdom-server",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--env-path",
+            str(tmp_path / "visdom_env"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
@@ -79,11 +93,25 @@ def test_visdom_gets_curves_and_images(tetro_dir, tmp_path, visdom_server):
     trainer = _train(tetro_dir, tmp_path, visualizer_port=visdom_server)
     env = env_name(trainer.run_dir)
     assert env == f"tetrominoes_{trainer.run_dir.name}"
-    client = visdom.Visdom(server="http://127.0.0.1", port=visdom_server, env=env, raise_exceptions=True,
-                           use_incoming_socket=False)
-    for win in ("train_loss", "train_time_per_img_ms", "train_lr", "proportions", "val", "val_loss", "final",
-                "final_loss", "sprites", "masks", "masked_sprites", "backgrounds", "transformed_sprites",
-                "reconstructions"):
+    client = visdom.Visdom(
+        server="http://127.0.0.1", port=visdom_server, env=env, raise_exceptions=True, use_incoming_socket=False
+    )
+    for win in (
+        "train_loss",
+        "train_time_per_img_ms",
+        "train_lr",
+        "proportions",
+        "val",
+        "val_loss",
+        "final",
+        "final_loss",
+        "sprites",
+        "masks",
+        "masked_sprites",
+        "backgrounds",
+        "transformed_sprites",
+        "reconstructions",
+    ):
         assert client.win_exists(win, env=env), win
     assert not client.win_exists("train", env=env)  # loss, ms and lr do not share one linear axis
     loss = json.loads(client.get_window_data("train_loss", env=env))["content"]["data"]
@@ -110,8 +138,7 @@ def test_assembled_page_holds_every_file_visdoms_index_loads(tmp_path):
 
 
 def test_a_missing_page_package_is_named_with_its_pip_requirement(tmp_path, monkeypatch):
-    monkeypatch.setitem(PAGE_FILES, "js/plotly-plotly.min.js",
-                        ("no_such_package_here", "plotly.min.js", "plotly<6"))
+    monkeypatch.setitem(PAGE_FILES, "js/plotly-plotly.min.js", ("no_such_package_here", "plotly.min.js", "plotly<6"))
     with pytest.raises(DTISpritesError, match=r"no_such_package_here not found.*pip install 'plotly<6'"):
         assemble_page(tmp_path / "page")
 
@@ -119,11 +146,27 @@ def test_a_missing_page_package_is_named_with_its_pip_requirement(tmp_path, monk
 def _chromium(*args: str) -> str:
     """Headless Chromium on a local page, no network of its own; returns its standard output."""
     with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                               "--no-first-run", "--no-proxy-server", "--disable-background-networking",
-                               "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-                               "--virtual-time-budget=15000", "--window-size=1400,1000", *args],
-                              check=True, capture_output=True, timeout=120)
+        done = subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--no-proxy-server",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=15000",
+                "--window-size=1400,1000",
+                *args,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     return done.stdout.decode()
 
 
@@ -132,8 +175,9 @@ def test_visdom_page_shows_the_windows_in_headless_chromium(visdom_server):
     import visdom
 
     env = "tetrominoes_0101_page"
-    client = visdom.Visdom(server="http://127.0.0.1", port=visdom_server, env=env, raise_exceptions=True,
-                           use_incoming_socket=False)
+    client = visdom.Visdom(
+        server="http://127.0.0.1", port=visdom_server, env=env, raise_exceptions=True, use_incoming_socket=False
+    )
     monitor = VisdomMonitor(client, env)
     for step in (2, 4):
         monitor.scalars(step, "train", {"loss": 0.1 / step, "time_per_img_ms": 16.0, "lr": 1e-3})

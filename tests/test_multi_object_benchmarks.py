@@ -168,15 +168,37 @@ def test_make_data_and_prepare_data_produce_dsprites(tmp_path):
 def test_dsprites_and_clevr6_configs_have_the_original_values():
     expected = {
         "dsprites.yml": dict(
-            name="dsprites_gray", K=3, M=1, L=5, freeze=10, encoder=("resnet32", [4, 4]),
-            seqs=("identity_similarity", "color", "color_position"), curriculum=[20],
-            inits=("constant", "gaussian", "constant"), sprite_size=[28, 28], std=7.0,
-            milestones=[250, 500], epochs=510, intervals=(2000, 4000, 100)),
+            name="dsprites_gray",
+            K=3,
+            M=1,
+            L=5,
+            freeze=10,
+            encoder=("resnet32", [4, 4]),
+            seqs=("identity_similarity", "color", "color_position"),
+            curriculum=[20],
+            inits=("constant", "gaussian", "constant"),
+            sprite_size=[28, 28],
+            std=7.0,
+            milestones=[250, 500],
+            epochs=510,
+            intervals=(2000, 4000, 100),
+        ),
         "clevr6.yml": dict(
-            name="clevr6", K=6, M=1, L=6, freeze=40, encoder=("resnet18", [2, 2]),
-            seqs=("identity_projective", "color", "color_position"), curriculum=[150],
-            inits=("constant", "gaussian", "mean"), sprite_size=[40, 40], std=10.0,
-            milestones=[250, 400], epochs=450, intervals=(1000, 2000, 250)),
+            name="clevr6",
+            K=6,
+            M=1,
+            L=6,
+            freeze=40,
+            encoder=("resnet18", [2, 2]),
+            seqs=("identity_projective", "color", "color_position"),
+            curriculum=[150],
+            inits=("constant", "gaussian", "mean"),
+            sprite_size=[40, 40],
+            std=10.0,
+            milestones=[250, 400],
+            epochs=450,
+            intervals=(1000, 2000, 250),
+        ),
     }
     for file, e in expected.items():
         cfg = load_config(CONFIGS / file)
@@ -185,8 +207,11 @@ def test_dsprites_and_clevr6_configs_have_the_original_values():
         assert (m["n_sprites"], m["n_backgrounds"], m["n_objects"]) == (e["K"], e["M"], e["L"])
         assert m["freeze_sprite"] == e["freeze"]
         assert (m["encoder_name"], m["with_pool"]) == e["encoder"]
-        assert (m["transformation_sequence"], m["transformation_sequence_bkg"],
-                m["transformation_sequence_layer"]) == e["seqs"]
+        assert (
+            m["transformation_sequence"],
+            m["transformation_sequence_bkg"],
+            m["transformation_sequence_layer"],
+        ) == e["seqs"]
         assert m["curriculum_learning"] == e["curriculum"]
         assert m["curriculum_learning_bkg"] is False and m["curriculum_learning_layer"] is False
         assert (m["proto_init"], m["mask_init"], m["bkg_init"]) == e["inits"]
@@ -248,8 +273,16 @@ def _smoke_config(config: str, data_path: Path, dataset=None, model=None) -> dic
     raw["dataset"].update(path=str(data_path), **(dataset or {}))
     # Sprites unfrozen and every curriculum module on from the start, so the whole model trains.
     raw["model"].update(freeze_sprite=0, curriculum_learning=[0], **(model or {}))
-    raw["training"].update(batch_size=8, n_workers=0, n_epoches=None, n_iterations=3, train_stat_interval=1,
-                           val_stat_interval=2, check_cluster_interval=1, seed=0)
+    raw["training"].update(
+        batch_size=8,
+        n_workers=0,
+        n_epoches=None,
+        n_iterations=3,
+        train_stat_interval=1,
+        val_stat_interval=2,
+        check_cluster_interval=1,
+        seed=0,
+    )
     return validate(raw)
 
 
@@ -260,8 +293,9 @@ def test_short_run_trains_and_evaluates(config, dsprites_dir, tmp_path):
         n_classes, n_images = 4, N
     else:
         data = _write_clevr_like(tmp_path / "clevr6")
-        cfg = _smoke_config(config, data, dataset={"img_size": [64, 64]},
-                            model={"sprite_size": [20, 20], "gaussian_weights_std": 5})
+        cfg = _smoke_config(
+            config, data, dataset={"img_size": [64, 64]}, model={"sprite_size": [20, 20], "gaussian_weights_std": 5}
+        )
         n_classes, n_images = 7, 8
     trainer = Trainer(cfg, "cpu", tmp_path / "runs", progress=False, quiet=True)
     before = trainer.model.prototypes.detach().clone()

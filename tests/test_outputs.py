@@ -38,7 +38,7 @@ def _cell(path: Path, row: int, col: int, size: int, pad: int = 2) -> np.ndarray
     """One cell of a torchvision grid (padding 2) as (size, size, 3) uint8."""
     img = np.asarray(Image.open(path).convert("RGB"))
     y, x = pad + row * (size + pad), pad + col * (size + pad)
-    return img[y:y + size, x:x + size]
+    return img[y : y + size, x : x + size]
 
 
 def _as_saved(x: torch.Tensor) -> np.ndarray:
@@ -58,6 +58,7 @@ def test_final_figures_show_the_scored_segmentation(run_dir, tetro_dir):
     # The segmentation column of image 5 (row 1, triplet 1) is the model's instance labels, coloured.
     run = load_run(run_dir)
     from dti_sprites.data import build_dataset
+
     image = build_dataset(small_config(dataset={"path": str(tetro_dir)}), "eval")[0][5][0]
     _, inst, sem = explain(run.model, image[None])
     expected = colorize(inst, run.model.L + 1)[0]  # (3, 35, 35)
@@ -101,16 +102,37 @@ def test_decompose_command_writes_layers_labels_and_objects(run_dir, tetro_dir, 
     big.save(src / "bigger.jpg", quality=95)
     (src / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
-    main(["decompose", "--run", str(run_dir), "--images", str(src), "--out", str(out), "--device", "cpu",
-          "--batch-size", "3", "--no-progress"])
+    main(
+        [
+            "decompose",
+            "--run",
+            str(run_dir),
+            "--images",
+            str(src),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "3",
+            "--no-progress",
+        ]
+    )
     assert sorted(p.name for p in out.iterdir()) == ["bigger", "img0", "img1", "img2"]
     run = load_run(run_dir)
     L, K = run.model.L, run.model.K
     for folder in out.iterdir():
         names = {p.name for p in folder.iterdir()}
-        assert names == {"input.png", "recon.png", "background.png", "instances.png", "semantic.png",
-                         "instances_color.png", "semantic_color.png",
-                         "objects.json"} | {f"layer_{l}.png" for l in range(1, L + 1)}
+        assert names == {
+            "input.png",
+            "recon.png",
+            "background.png",
+            "instances.png",
+            "semantic.png",
+            "instances_color.png",
+            "semantic_color.png",
+            "objects.json",
+        } | {f"layer_{l}.png" for l in range(1, L + 1)}
         assert Image.open(folder / "layer_1.png").mode == "RGBA"
         inst = np.asarray(Image.open(folder / "instances.png"))
         sem = np.asarray(Image.open(folder / "semantic.png"))
@@ -145,6 +167,7 @@ def test_decompose_command_writes_layers_labels_and_objects(run_dir, tetro_dir, 
 def test_decompose_api_matches_the_model(run_dir, tetro_dir):
     run = load_run(run_dir)
     from dti_sprites.data import build_dataset
+
     data, _ = build_dataset(small_config(dataset={"path": str(tetro_dir)}), "eval")
     images = torch.stack([data[i][0] for i in range(5)])
     results = run.decompose(images, batch_size=2)
@@ -155,14 +178,15 @@ def test_decompose_api_matches_the_model(run_dir, tetro_dir):
     for b, result in enumerate(results):
         assert torch.allclose(result.recon, out.recon[b].clamp(0, 1), atol=1e-5)
         assert torch.equal(result.instances, labels[b])
-        assert torch.allclose(result.layer_rgba(2)[3], out.masks[2, b, 0].clamp(0, 1), atol=1e-6)  # layer 2 = index 2 (bkg 0)
+        assert torch.allclose(
+            result.layer_rgba(2)[3], out.masks[2, b, 0].clamp(0, 1), atol=1e-6
+        )  # layer 2 = index 2 (bkg 0)
         assert [layer["sprite"] for layer in result.objects["layers"]] == out.sprite_idx[:, b].tolist()
     with pytest.raises(DTISpritesError):
         run.decompose(torch.rand(2, 1, 35, 35))
 
 
-def test_evaluate_on_another_folder_says_how_many_images_and_writes_strict_json(run_dir, tetro_dir, tmp_path,
-                                                                               capsys):
+def test_evaluate_on_another_folder_says_how_many_images_and_writes_strict_json(run_dir, tetro_dir, tmp_path, capsys):
     few = tmp_path / "three"
     for folder in ("images", "masks", "sem_masks"):
         (few / folder).mkdir(parents=True)
@@ -269,8 +293,10 @@ def _fake_run(root: Path, name: str, scores: dict | None) -> Path:
 
 
 def test_summary_mean_and_sample_std(tmp_path, capsys):
-    runs = [_fake_run(tmp_path, f"1126_t_seed{k}", {"ari": v, "mean_iou": 0.5, "iou_3": 0.1 * k})
-            for k, v in enumerate([0.8, 0.9, 1.0])]
+    runs = [
+        _fake_run(tmp_path, f"1126_t_seed{k}", {"ari": v, "mean_iou": 0.5, "iou_3": 0.1 * k})
+        for k, v in enumerate([0.8, 0.9, 1.0])
+    ]
     runs.append(_fake_run(tmp_path, "1126_t_seed3", None))  # failed run
     summary = summarize(runs)
     assert summary["runs"] == ["1126_t_seed0", "1126_t_seed1", "1126_t_seed2"]
@@ -312,18 +338,32 @@ def test_summary_of_one_run_and_of_uneven_scores(tmp_path):
 def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     shot = tmp_path / "report.png"
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                        "--disable-component-update", "--disable-sync", "--no-first-run",
-                        f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,2000",
-                        (run_dir / "report.html").resolve().as_uri()],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                f"--screenshot={shot}",
+                "--window-size=1200,2000",
+                (run_dir / "report.html").resolve().as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.shape == (2000, 1200)
     assert pixels.std() > 20  # text, tables and pictures, not a blank page
     assert (pixels < 128).mean() > 0.01  # enough dark content (text, black tetromino backgrounds)
     # The header's status badge is drawn: a block of its green near the top of the page.
     rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)[:400]
-    badge = (np.abs(rgb - np.array([0x2a, 0x7d, 0x3a])).sum(-1) < 12).sum()
+    badge = (np.abs(rgb - np.array([0x2A, 0x7D, 0x3A])).sum(-1) < 12).sum()
     assert badge > 500, badge
 
 
@@ -333,8 +373,9 @@ def test_decompose_describes_a_layer_that_shows_the_empty_sprite():
     from dti_sprites.model.sprites_model import DTISprites
     from dti_sprites.outputs.decompose import TrainedRun
 
-    cfg = small_config(model={"add_empty_sprite": True, "lambda_empty_sprite": 0.1,
-                              "transformation_sequence": "color_projective"})
+    cfg = small_config(
+        model={"add_empty_sprite": True, "lambda_empty_sprite": 0.1, "transformation_sequence": "color_projective"}
+    )
     model = DTISprites(cfg["model"], (35, 35), 3, lambda n: torch.rand(n, 3, 35, 35)).eval()
     with torch.no_grad():
         model.masks.fill_(-100.0)  # every sprite invisible: the empty sprite costs less, so it wins

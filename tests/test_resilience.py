@@ -29,8 +29,20 @@ def _write_config(path: Path, tetro_dir, model=None, **training) -> Path:
 
 
 def _train_cmd(config: Path, runs: Path, *extra) -> list[str]:
-    return [sys.executable, "-m", "dti_sprites", "train", "--config", str(config), "--device", "cpu",
-            "--runs-root", str(runs), "--no-progress", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "dti_sprites",
+        "train",
+        "--config",
+        str(config),
+        "--device",
+        "cpu",
+        "--runs-root",
+        str(runs),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _final_state(runs: Path) -> dict:
@@ -39,12 +51,19 @@ def _final_state(runs: Path) -> dict:
 
 
 def test_sigkill_then_resume_is_bit_exact(tetro_dir, tmp_path):
-    config = _write_config(tmp_path / "c.yml", tetro_dir, n_iterations=12, train_stat_interval=1,
-                           val_stat_interval=2, check_cluster_interval=3)
+    config = _write_config(
+        tmp_path / "c.yml",
+        tetro_dir,
+        n_iterations=12,
+        train_stat_interval=1,
+        val_stat_interval=2,
+        check_cluster_interval=3,
+    )
     subprocess.run(_train_cmd(config, tmp_path / "straight"), env=ENV, check=True, capture_output=True)
 
-    proc = subprocess.Popen(_train_cmd(config, tmp_path / "crash"), env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _train_cmd(config, tmp_path / "crash"), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     kill_at = random.Random().randint(3, 9)
     deadline = time.time() + 180
     metrics = None
@@ -59,8 +78,12 @@ def test_sigkill_then_resume_is_bit_exact(tetro_dir, tmp_path):
     proc.wait(timeout=30)
     run_dir = metrics.parent
     assert load_checkpoint(run_dir)["iteration"] < 12
-    subprocess.run(_train_cmd(config, tmp_path / "crash", "--set", f"training.resume={run_dir}"), env=ENV,
-                   check=True, capture_output=True)
+    subprocess.run(
+        _train_cmd(config, tmp_path / "crash", "--set", f"training.resume={run_dir}"),
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
     straight, resumed = _final_state(tmp_path / "straight"), _final_state(tmp_path / "crash")
     assert_same_state(straight, resumed)
     iterations = [int(line.split("\t")[0]) for line in metrics.read_text().splitlines()[1:]]
@@ -71,18 +94,43 @@ def test_sigkill_then_resume_is_bit_exact(tetro_dir, tmp_path):
 def test_torchrun_two_processes_match_one(tetro_dir, tmp_path):
     # resnet20 has no conv bias in front of its batch norms: such a bias gets a zero gradient, and Adam turns
     # float noise in it into full-size random steps that differ between any two runs.
-    config = _write_config(tmp_path / "c.yml", tetro_dir, model={"encoder_name": "resnet20"}, n_iterations=4,
-                           batch_size=8, val_stat_interval=100, check_cluster_interval=2)
+    config = _write_config(
+        tmp_path / "c.yml",
+        tetro_dir,
+        model={"encoder_name": "resnet20"},
+        n_iterations=4,
+        batch_size=8,
+        val_stat_interval=100,
+        check_cluster_interval=2,
+    )
     subprocess.run(_train_cmd(config, tmp_path / "one"), env=ENV, check=True, capture_output=True)
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "dti_sprites", "train", "--config", str(config),
-           "--device", "cpu", "--runs-root", str(tmp_path / "two"), "--no-progress"]
+    cmd = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "dti_sprites",
+        "train",
+        "--config",
+        str(config),
+        "--device",
+        "cpu",
+        "--runs-root",
+        str(tmp_path / "two"),
+        "--no-progress",
+    ]
     result = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(list((tmp_path / "two").glob("*/*"))) == 1  # rank 0 alone wrote a run folder
     one, two = _final_state(tmp_path / "one"), _final_state(tmp_path / "two")
-    diffs = torch.cat([(one[k].double() - two[k].double()).abs().flatten()
-                       for k in one if torch.is_tensor(one[k]) and one[k].is_floating_point()])
+    diffs = torch.cat(
+        [
+            (one[k].double() - two[k].double()).abs().flatten()
+            for k in one
+            if torch.is_tensor(one[k]) and one[k].is_floating_point()
+        ]
+    )
     # Adam's first steps move each weight by about ±lr whatever the gradient's size, so the few
     # gradients that float rounding pushes across zero differ by ~lr; the bulk agrees closely.
     assert diffs.median() < 1e-6 and diffs.mean() < 1e-4, (diffs.median(), diffs.mean(), diffs.max())
@@ -100,7 +148,7 @@ def _gradient_worker(rank, world, init_file, cfg, images, out_path):
     model = use_global_batchnorm(DTISprites(cfg["model"], (35, 35), 3))
     torch.manual_seed(1)  # the same noise draw as the single process
     n = images.shape[0] // world
-    model(images[rank * n:(rank + 1) * n]).loss.mean().backward()
+    model(images[rank * n : (rank + 1) * n]).loss.mean().backward()
     all_reduce_gradients(model.parameters(), world)
     if rank == 0:
         torch.save({name: p.grad for name, p in model.named_parameters() if p.grad is not None}, out_path)
@@ -114,8 +162,16 @@ def test_sharded_gradients_equal_the_full_batch_gradient(tmp_path):
 
     from dti_sprites.model.sprites_model import DTISprites
 
-    cfg = small_config(model={"encoder_name": "resnet20", "n_objects": 3, "pred_occlusion": True,
-                              "add_empty_sprite": True, "lambda_empty_sprite": 1e-4, "norm_layer": "bn"})
+    cfg = small_config(
+        model={
+            "encoder_name": "resnet20",
+            "n_objects": 3,
+            "pred_occlusion": True,
+            "add_empty_sprite": True,
+            "lambda_empty_sprite": 1e-4,
+            "norm_layer": "bn",
+        }
+    )
     images = torch.rand(8, 3, 35, 35)
     mp.spawn(_gradient_worker, args=(2, str(tmp_path / "init"), cfg, images, str(tmp_path / "grads.pt")), nprocs=2)
     sharded = torch.load(tmp_path / "grads.pt")
@@ -130,8 +186,10 @@ def test_sharded_gradients_equal_the_full_batch_gradient(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tetro_dir, tmp_path):
-    cfg = small_config(training={"n_iterations": 10, "train_stat_interval": 1, "val_stat_interval": 2},
-                       dataset={"path": str(tetro_dir)})
+    cfg = small_config(
+        training={"n_iterations": 10, "train_stat_interval": 1, "val_stat_interval": 2},
+        dataset={"path": str(tetro_dir)},
+    )
     trainer = Trainer(cfg, "cpu", tmp_path, progress=False, quiet=True)
     assert trainer.run(max_iterations=2) is None
     with torch.no_grad():
@@ -142,8 +200,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tetro_dir, tmp_path):
 
 
 def _cli_error(args, cwd=None) -> str:
-    result = subprocess.run([sys.executable, "-m", "dti_sprites", *args], capture_output=True, text=True, env=ENV,
-                            cwd=cwd)
+    result = subprocess.run(
+        [sys.executable, "-m", "dti_sprites", *args], capture_output=True, text=True, env=ENV, cwd=cwd
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -152,12 +211,14 @@ def _cli_error(args, cwd=None) -> str:
 
 def test_corrupt_image_is_named(tetro_dir, tmp_path):
     import shutil
+
     data = tmp_path / "tetro"
     shutil.copytree(tetro_dir, data)
     (data / "images" / "7.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     config = _write_config(tmp_path / "c.yml", data)
-    line = _cli_error(["train", "--config", str(config), "--device", "cpu", "--runs-root", str(tmp_path / "r"),
-                       "--no-progress"])
+    line = _cli_error(
+        ["train", "--config", str(config), "--device", "cpu", "--runs-root", str(tmp_path / "r"), "--no-progress"]
+    )
     assert "7.png" in line
 
 
@@ -180,8 +241,17 @@ def test_unwritable_run_folder(tetro_dir, tmp_path):
 def test_unwritable_run_folder_as_a_file(tetro_dir, tmp_path):
     runs = tmp_path / "runs"
     runs.write_text("not a folder")
-    line = _cli_error(["train", "--config", str(_write_config(tmp_path / "c.yml", tetro_dir)), "--device", "cpu",
-                       "--runs-root", str(runs)])
+    line = _cli_error(
+        [
+            "train",
+            "--config",
+            str(_write_config(tmp_path / "c.yml", tetro_dir)),
+            "--device",
+            "cpu",
+            "--runs-root",
+            str(runs),
+        ]
+    )
     assert "cannot be written" in line and str(runs) in line
 
 
@@ -198,6 +268,7 @@ def test_resume_auto_picks_the_latest_run(tetro_dir, tmp_path):
 
 def test_corrupt_images_can_be_skipped_with_a_count(tetro_dir, tmp_path):
     import shutil
+
     data = tmp_path / "tetro"
     shutil.copytree(tetro_dir, data)
     (data / "images" / "7.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
@@ -250,8 +321,20 @@ def test_too_many_sprites_are_refused_before_anything_is_allocated(tetro_dir, tm
     monkeypatch.setattr("dti_sprites.training.memory.free_memory", lambda device: 8 * 2**30)
     config = _write_config(tmp_path / "c.yml", tetro_dir, model={"transformation_sequence": "identity"})
     runs = tmp_path / "runs"
-    line = _main_error(["train", "--config", str(config), "--device", "cpu", "--runs-root", str(runs),
-                        "--set", "model.n_sprites=100000"], capsys)
+    line = _main_error(
+        [
+            "train",
+            "--config",
+            str(config),
+            "--device",
+            "cpu",
+            "--runs-root",
+            str(runs),
+            "--set",
+            "model.n_sprites=100000",
+        ],
+        capsys,
+    )
     assert "model.n_sprites=100000" in line and "training.batch_size=8" in line, line
     assert "8.0 GiB of RAM is free" in line and not _run_folders(runs)
 
@@ -267,9 +350,14 @@ def test_memory_estimate_counts_the_real_parameters_and_one_rendering():
     assert need.rendering == RENDER_COPIES * 4 * model.L * model.n_candidates * 8 * (3 + 2) * 35 * 35
 
 
-@pytest.mark.parametrize("damage, needle", [("no masks folder", "masks not found"),
-                                            ("mask of the wrong size", "5.png is 20x20"),
-                                            ("unknown encoder", "unknown encoder 'nope'")])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        ("no masks folder", "masks not found"),
+        ("mask of the wrong size", "5.png is 20x20"),
+        ("unknown encoder", "unknown encoder 'nope'"),
+    ],
+)
 def test_a_run_that_cannot_start_leaves_no_run_folder(tetro_dir, tmp_path, damage, needle):
     import shutil
 
@@ -290,17 +378,22 @@ def test_a_run_that_cannot_start_leaves_no_run_folder(tetro_dir, tmp_path, damag
 
 def test_bad_device_and_empty_checkpoint_in_one_line(tmp_path, capsys):
     assert "--device gpu: expected cpu, cuda, cuda:N or auto" in _main_error(
-        ["evaluate", "--checkpoint", str(tmp_path / "model.pkl"), "--device", "gpu"], capsys)
+        ["evaluate", "--checkpoint", str(tmp_path / "model.pkl"), "--device", "gpu"], capsys
+    )
     empty = tmp_path / "model.pkl"
     empty.write_bytes(b"")
     line = _main_error(["evaluate", "--checkpoint", str(empty), "--device", "cpu"], capsys)
     assert str(empty) in line and "empty (0 bytes)" in line
 
 
-@pytest.mark.parametrize("raised, needle", [
-    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 bytes"), "out of memory"),
-    (KeyError(), "error: unexpected KeyError; rerun with --debug"),
-    (ValueError("first\nsecond"), "unexpected ValueError: first; rerun with --debug")])
+@pytest.mark.parametrize(
+    "raised, needle",
+    [
+        (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 bytes"), "out of memory"),
+        (KeyError(), "error: unexpected KeyError; rerun with --debug"),
+        (ValueError("first\nsecond"), "unexpected ValueError: first; rerun with --debug"),
+    ],
+)
 def test_unexpected_failures_are_one_line_without_debug(raised, needle, tmp_path, capsys, monkeypatch):
     def fail(args):
         raise raised
@@ -308,5 +401,6 @@ def test_unexpected_failures_are_one_line_without_debug(raised, needle, tmp_path
     monkeypatch.setattr("dti_sprites.cli.cmd_report", fail)
     assert needle in _main_error(["report", "--run", str(tmp_path)], capsys, status=1)
     from dti_sprites.cli import main
+
     with pytest.raises(type(raised)):
         main(["--debug", "report", "--run", str(tmp_path)])

@@ -21,8 +21,9 @@ from conftest import small_config
 
 @pytest.fixture(scope="module")
 def finished_run(tetro_dir, tmp_path_factory):
-    cfg = small_config(training={"n_iterations": 4, "train_stat_interval": 2, "val_stat_interval": 2},
-                       dataset={"path": str(tetro_dir)})
+    cfg = small_config(
+        training={"n_iterations": 4, "train_stat_interval": 2, "val_stat_interval": 2}, dataset={"path": str(tetro_dir)}
+    )
     trainer = Trainer(cfg, "cpu", tmp_path_factory.mktemp("runs"), tag="story", progress=False, quiet=True)
     trainer.run()
     return trainer.run_dir
@@ -35,9 +36,15 @@ def test_run_info_and_the_report_header_of_a_finished_run(finished_run):
     assert info["machine"] and info["wall_seconds"] > 0
     assert info["images"] == {"train": 120, "val": 100, "eval": 120}
     text = (finished_run / "report.html").read_text()
-    header = text[:text.index("<h2>Final scores")]
-    for expected in ("class='status finished'", "4 of 4 planned (100%)", info["machine"], "<td>seed</td><td>1</td>",
-                     f"torch {torch.__version__}", "tetrominoes (multi_object)"):
+    header = text[: text.index("<h2>Final scores")]
+    for expected in (
+        "class='status finished'",
+        "4 of 4 planned (100%)",
+        info["machine"],
+        "<td>seed</td><td>1</td>",
+        f"torch {torch.__version__}",
+        "tetrominoes (multi_object)",
+    ):
         assert expected in header, expected
     # The scores say what they cover and name the classes; the sprite colours have a legend.
     assert "the first 120 images of the training set" in text and "100 fixed images of the training set" in text
@@ -47,8 +54,10 @@ def test_run_info_and_the_report_header_of_a_finished_run(finished_run):
 
 
 def test_a_run_stopped_by_its_budget_says_so_and_warns_of_missing_curves(tetro_dir, tmp_path):
-    cfg = small_config(training={"n_iterations": 50, "train_stat_interval": 20, "val_stat_interval": 30,
-                                 "time_budget": 1e-6}, dataset={"path": str(tetro_dir)})
+    cfg = small_config(
+        training={"n_iterations": 50, "train_stat_interval": 20, "val_stat_interval": 30, "time_budget": 1e-6},
+        dataset={"path": str(tetro_dir)},
+    )
     trainer = Trainer(cfg, "cpu", tmp_path, tag="budget", progress=False, quiet=True)
     assert trainer.run() is not None  # a budget ends training: evaluated as at the end
     info = json.loads((trainer.run_dir / "run_info.json").read_text())
@@ -98,11 +107,13 @@ def _fake_curves_run(root: Path, n_sprites: int = 19) -> Path:
     for it in (50, 100, 150, 200):
         lines.append("\t".join([str(it), "0", str(0.1 / it), *[str(1 / n_sprites)] * n_sprites]))
     (run / "train_metrics.tsv").write_text("\n".join(lines) + "\n")
-    (run / "val_metrics.tsv").write_text("iteration\tepoch\tseconds\tloss\tari\tari_fg\n"
-                                         "100\t0\t10\t0.01\t0.72\t0.81\n200\t0\t20\t0.008\t0.75\t0.86\n")
+    (run / "val_metrics.tsv").write_text(
+        "iteration\tepoch\tseconds\tloss\tari\tari_fg\n100\t0\t10\t0.01\t0.72\t0.81\n200\t0\t20\t0.008\t0.75\t0.86\n"
+    )
     (run / "final_scores.json").write_text(json.dumps({"loss": 0.007, "ari": 0.74, "ari_fg": 0.89, "iou_3": None}))
-    (run / "run_info.json").write_text(json.dumps({"iterations": 230, "benchmark": "multi_object",
-                                                   "images": {"train": 1000, "val": 100, "eval": 320}}))
+    (run / "run_info.json").write_text(
+        json.dumps({"iterations": 230, "benchmark": "multi_object", "images": {"train": 1000, "val": 100, "eval": 320}})
+    )
     (run / "config.yml").write_text(f"model:\n  n_sprites: {n_sprites}\ntraining:\n  train_stat_interval: 50\n")
     return run
 
@@ -122,8 +133,9 @@ def test_curves_have_a_legend_sprite_colours_a_zoomed_score_axis_and_the_final_p
     assert sorted(float(line.get_ydata()[0]) for line in finals) == [0.74, 0.89]
     assert all(float(line.get_xdata()[0]) == 230 for line in finals)  # at the last iteration, after the last val
     assert any(line.get_marker() == "*" for line in figures["loss"].axes[0].lines)
-    assert {p.name for p in plot_metrics(run)} == {f"{n}.{e}" for n in ("loss", "proportions", "scores")
-                                                   for e in ("png", "pdf")}
+    assert {p.name for p in plot_metrics(run)} == {
+        f"{n}.{e}" for n in ("loss", "proportions", "scores") for e in ("png", "pdf")
+    }
 
 
 def test_classes_are_named_and_the_background_class_explained():

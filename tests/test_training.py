@@ -26,9 +26,18 @@ def test_run_folder_and_checkpoint_round_trip(tetro_dir, tmp_path):
     scores = trainer.run()
     run = trainer.run_dir
     assert run.parent == tmp_path / "tetrominoes" and run.name.endswith("_t")
-    for name in ("config.yml", "train.log", "train_metrics.tsv", "val_metrics.tsv", "model.pkl",
-                 "final_scores.tsv", "final_scores.json", "images/sprites.png", "images/sprites.gif",
-                 "plots/loss.png"):
+    for name in (
+        "config.yml",
+        "train.log",
+        "train_metrics.tsv",
+        "val_metrics.tsv",
+        "model.pkl",
+        "final_scores.tsv",
+        "final_scores.json",
+        "images/sprites.png",
+        "images/sprites.gif",
+        "plots/loss.png",
+    ):
         assert (run / name).is_file(), name
     assert set(scores) >= {"ari", "ari_fg", "global_acc", "mean_iou", "mean_iou_fg"}
     ckpt = load_checkpoint(run)
@@ -49,7 +58,9 @@ def test_resume_continues_exactly(tetro_dir, tmp_path):
     assert resumed.run_dir == first.run_dir and resumed.iteration == 5
     resumed.run()
     assert_same_state(straight.model.state_dict(), resumed.model.state_dict())
-    for a, b in zip(straight.optimizer.state_dict()["state"].values(), resumed.optimizer.state_dict()["state"].values()):
+    for a, b in zip(
+        straight.optimizer.state_dict()["state"].values(), resumed.optimizer.state_dict()["state"].values()
+    ):
         assert torch.equal(a["exp_avg"], b["exp_avg"])
 
 
@@ -75,8 +86,11 @@ def test_one_seed_reproduces_a_fresh_run_bit_for_bit(tetro_dir, tmp_path):
     backward summed them with atomic adds from racing threads, in an order that changed from
     run to run. With 4 threads (on 2 cores) that failed 3 runs out of 3 before the fix.
     """
-    cfg = small_config(model={"sprite_size": [16, 16]}, dataset={"path": str(tetro_dir)},
-                       training={"batch_size": 32, "n_iterations": 4, "val_stat_interval": 1000})
+    cfg = small_config(
+        model={"sprite_size": [16, 16]},
+        dataset={"path": str(tetro_dir)},
+        training={"batch_size": 32, "n_iterations": 4, "val_stat_interval": 1000},
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(4)
     try:
@@ -88,16 +102,18 @@ def test_one_seed_reproduces_a_fresh_run_bit_for_bit(tetro_dir, tmp_path):
         torch.set_num_threads(threads)
     a, b = runs
     assert_same_state(a.model.state_dict(), b.model.state_dict())
-    for moments_a, moments_b in zip(a.optimizer.state_dict()["state"].values(),
-                                    b.optimizer.state_dict()["state"].values()):
+    for moments_a, moments_b in zip(
+        a.optimizer.state_dict()["state"].values(), b.optimizer.state_dict()["state"].values()
+    ):
         assert all(torch.equal(moments_a[key], moments_b[key]) for key in ("exp_avg", "exp_avg_sq"))
 
 
 def test_resume_refuses_another_model_config(tetro_dir, tmp_path):
     first = _trainer(tetro_dir, tmp_path, n_iterations=2)
     first.run()
-    cfg = small_config(model={"n_sprites": 5}, training={"resume": str(first.run_dir)},
-                       dataset={"path": str(tetro_dir)})
+    cfg = small_config(
+        model={"n_sprites": 5}, training={"resume": str(first.run_dir)}, dataset={"path": str(tetro_dir)}
+    )
     with pytest.raises(CheckpointError, match=r"model\.n_sprites \(4 vs 5\)"):
         Trainer(cfg, "cpu", tmp_path, progress=False, quiet=True)
 
@@ -113,6 +129,7 @@ def test_checkpoint_that_carries_code_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(path)
     from pathlib import Path
+
     assert not Path("/tmp/dti_sprites_exploit_marker").exists()
 
 
@@ -126,16 +143,34 @@ def test_learning_on_tetrominoes(tetro_dir, tmp_path):
     """A short run must cut the loss and find objects far better than chance (ARI-FG ~ 0)."""
     raw = {
         "dataset": {"name": "tetrominoes", "path": str(tetro_dir)},
-        "model": {"n_sprites": 19, "n_objects": 3, "encoder_name": "default", "transformation_sequence": "identity",
-                  "transformation_sequence_layer": "color_position", "sprite_size": [24, 24],
-                  "gaussian_weights_std": 5, "estimate_minimum": True, "inject_noise": 0.4, "freeze_sprite": 1},
-        "training": {"batch_size": 16, "n_iterations": 200, "optimizer": {"lr": 3e-3}, "seed": 0,
-                     "train_stat_interval": 10, "val_stat_interval": 1000, "check_cluster_interval": 50},
+        "model": {
+            "n_sprites": 19,
+            "n_objects": 3,
+            "encoder_name": "default",
+            "transformation_sequence": "identity",
+            "transformation_sequence_layer": "color_position",
+            "sprite_size": [24, 24],
+            "gaussian_weights_std": 5,
+            "estimate_minimum": True,
+            "inject_noise": 0.4,
+            "freeze_sprite": 1,
+        },
+        "training": {
+            "batch_size": 16,
+            "n_iterations": 200,
+            "optimizer": {"lr": 3e-3},
+            "seed": 0,
+            "train_stat_interval": 10,
+            "val_stat_interval": 1000,
+            "check_cluster_interval": 50,
+        },
     }
     trainer = Trainer(validate(raw), "cpu", tmp_path, progress=False, quiet=True)
     before = trainer.evaluate()
     scores = trainer.run()
-    losses = [float(line.split("\t")[2]) for line in (trainer.run_dir / "train_metrics.tsv").read_text().splitlines()[1:]]
+    losses = [
+        float(line.split("\t")[2]) for line in (trainer.run_dir / "train_metrics.tsv").read_text().splitlines()[1:]
+    ]
     assert losses[-1] < 0.8 * losses[0]
     # 200 steps land between 0.19 and 0.38 over seeds 0-3 (before and after fused Adam); chance is ~0.02
     assert before["ari_fg"] < 0.1 and scores["ari_fg"] > 0.15, (before, scores)
@@ -144,9 +179,24 @@ def test_learning_on_tetrominoes(tetro_dir, tmp_path):
 def test_cli_evaluate_prints_json_last(tetro_dir, tmp_path):
     trainer = _trainer(tetro_dir, tmp_path, n_iterations=2)
     trainer.run()
-    result = subprocess.run([sys.executable, "-m", "dti_sprites", "evaluate", "--run", str(trainer.run_dir),
-                             "--data", str(tetro_dir), "--device", "cpu", "--no-progress"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dti_sprites",
+            "evaluate",
+            "--run",
+            str(trainer.run_dir),
+            "--data",
+            str(tetro_dir),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     scores = json.loads(result.stdout.strip().splitlines()[-1])
     assert 0 <= scores["ari_fg"] <= 1 and "mean_iou" in scores
 
@@ -180,11 +230,14 @@ def test_cli_run_and_checkpoint_exclude_each_other(tmp_path, capsys):
 def test_cli_config_error_is_one_line(tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text("dataset: {name: tetrominoes}\nmodel: {n_sprites: 3, colour: red}\ntraining: {n_epoches: 1}\n")
-    result = subprocess.run([sys.executable, "-m", "dti_sprites", "train", "--config", str(bad)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dti_sprites", "train", "--config", str(bad)], capture_output=True, text=True
+    )
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: model.colour: unknown key; known keys here: " + result.stderr.split(
-        "known keys here: ")[1].strip()
+    assert (
+        result.stderr.strip()
+        == "error: model.colour: unknown key; known keys here: " + result.stderr.split("known keys here: ")[1].strip()
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -197,9 +250,24 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tetro_dir, tmp_path):
     cfg = small_config(training={"n_iterations": 100000, "train_stat_interval": 1}, dataset={"path": str(tetro_dir)})
     path = tmp_path / "long.yml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "dti_sprites", "train", "--config", str(path), "--device", "cpu",
-                             "--runs-root", str(tmp_path / "runs"), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dti_sprites",
+            "train",
+            "--config",
+            str(path),
+            "--device",
+            "cpu",
+            "--runs-root",
+            str(tmp_path / "runs"),
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = None
     deadline = time.time() + 120
     while time.time() < deadline:

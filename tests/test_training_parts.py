@@ -12,9 +12,12 @@ from conftest import small_config
 
 
 def test_two_groups_with_overrides_and_per_group_gamma():
-    cfg = small_config(training={"optimizer": {"lr": 1e-3, "cluster": {"lr": 5e-3},
-                                               "transformer": {"weight_decay": 1e-6}},
-                                 "scheduler": {"name": "multi_step", "gamma": [1, 0.1], "milestones": [2]}})
+    cfg = small_config(
+        training={
+            "optimizer": {"lr": 1e-3, "cluster": {"lr": 5e-3}, "transformer": {"weight_decay": 1e-6}},
+            "scheduler": {"name": "multi_step", "gamma": [1, 0.1], "milestones": [2]},
+        }
+    )
     model = DTISprites(cfg["model"], (16, 16), 3)
     opt = build_optimizer(model, cfg["training"]["optimizer"])
     cluster, transformer = opt.param_groups
@@ -29,15 +32,22 @@ def test_two_groups_with_overrides_and_per_group_gamma():
     assert cluster["lr"] == pytest.approx(5e-3) and transformer["lr"] == pytest.approx(1e-4)
 
 
-@pytest.mark.parametrize("name, epoch, expected", [
-    ("cosine_annealing", 10, 0.0), ("cosine_annealing", 5, 0.5), ("exp_lr", 2, 0.25), ("poly_lr", 5, 0.5),
-    ("constant_lr", 7, 1.0),
-])
+@pytest.mark.parametrize(
+    "name, epoch, expected",
+    [
+        ("cosine_annealing", 10, 0.0),
+        ("cosine_annealing", 5, 0.5),
+        ("exp_lr", 2, 0.25),
+        ("poly_lr", 5, 0.5),
+        ("constant_lr", 7, 1.0),
+    ],
+)
 def test_schedules(name, epoch, expected):
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.Adam([{"params": [param]}, {"params": []}], lr=1.0)
-    sched = build_scheduler(opt, {"name": name, "gamma": 0.5, "milestones": [], "warmup": 0, "power": 1.0,
-                                  "eta_min": 0.0}, n_epochs=10)
+    sched = build_scheduler(
+        opt, {"name": name, "gamma": 0.5, "milestones": [], "warmup": 0, "power": 1.0, "eta_min": 0.0}, n_epochs=10
+    )
     for _ in range(epoch):
         opt.step()
         sched.step()
@@ -77,8 +87,13 @@ def test_clamps():
 def test_kmeans_appearances_and_masks_share_their_clusters():
     images = torch.rand(300, 3, 12, 12)
     gen = torch.Generator().manual_seed(0)
-    common = dict(std=2.0, sample_images=lambda n: images[torch.randperm(300, generator=gen)[:n]], generator=gen,
-                  key="proto_init", cache={})
+    common = dict(
+        std=2.0,
+        sample_images=lambda n: images[torch.randperm(300, generator=gen)[:n]],
+        generator=gen,
+        key="proto_init",
+        cache={},
+    )
     protos = init_tensor("kmeans", 3, 3, (12, 12), 0.9, **common)
     masks = init_tensor("kmeans", 3, 1, (12, 12), 0.5, **common)
     assert torch.allclose(masks, protos.mean(1, keepdim=True))  # sprite k: one cluster for both
@@ -126,7 +141,10 @@ def test_old_reassign_layers_key_reads_as_its_rule():
     cfg = small_config()
     cfg["model"].pop("reassign_rule")
     assert validate({**cfg, "model": {**cfg["model"], "reassign_layers": "all"}})["model"]["reassign_rule"] == "pooled"
-    assert validate({**cfg, "model": {**cfg["model"], "reassign_layers": "random"}})["model"]["reassign_rule"] == "original"
+    assert (
+        validate({**cfg, "model": {**cfg["model"], "reassign_layers": "random"}})["model"]["reassign_rule"]
+        == "original"
+    )
 
 
 def test_checkpoint_from_before_a_new_model_key_still_resumes():

@@ -26,14 +26,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def benchmark(cfg: dict, device: torch.device, phase: str = "late", steps: int = 20, warmup: int = 3,
-              seed: int = 0) -> dict:
+def benchmark(
+    cfg: dict, device: torch.device, phase: str = "late", steps: int = 20, warmup: int = 3, seed: int = 0
+) -> dict:
     entry = DATASETS.get(cfg["dataset"]["name"])
     if entry.native_shape is None:
         raise ConfigError(f"dataset.name: {entry.name!r} has no known image size to benchmark with")
     C, H, W = entry.native_shape
     if cfg["dataset"]["img_size"] is not None:
         from .config import size_pair
+
         H, W = size_pair(cfg["dataset"]["img_size"], (H, W))
     torch.manual_seed(seed)
     if device.type == "cuda":
@@ -69,10 +71,17 @@ def benchmark(cfg: dict, device: torch.device, phase: str = "late", steps: int =
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
     result = {
-        "config_dataset": entry.name, "device": str(device), "phase": phase, "batch_size": B,
-        "amp": cfg["training"]["amp"], "compile": cfg["training"]["compile"],
-        "steps": steps, "median_ms": median * 1000, "images_per_s": B / median,
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "config_dataset": entry.name,
+        "device": str(device),
+        "phase": phase,
+        "batch_size": B,
+        "amp": cfg["training"]["amp"],
+        "compile": cfg["training"]["compile"],
+        "steps": steps,
+        "median_ms": median * 1000,
+        "images_per_s": B / median,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
     }
     if device.type == "cuda":
         result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -93,6 +102,7 @@ def benchmark(cfg: dict, device: torch.device, phase: str = "late", steps: int =
 def _count_kernels(step, device: torch.device) -> int | None:
     """Device kernels (and copies) one step launches, from the profiler; None if it cannot tell."""
     from torch.profiler import ProfilerActivity, profile
+
     try:
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             step()

@@ -22,8 +22,13 @@ _REQUIRED = object()
 class Key:
     """One config key: accepted types, default, and an optional extra check."""
 
-    def __init__(self, types: tuple, default: Any = _REQUIRED, check: Callable[[Any], str | None] | None = None,
-                 expected: str = ""):
+    def __init__(
+        self,
+        types: tuple,
+        default: Any = _REQUIRED,
+        check: Callable[[Any], str | None] | None = None,
+        expected: str = "",
+    ):
         self.types, self.default, self.check, self.expected = types, default, check, expected
 
 
@@ -38,13 +43,16 @@ def _non_negative(v):
 def _one_of(*choices):
     def check(v):
         return None if v in choices else "one of " + ", ".join(map(str, choices))
+
     return check
 
 
 def _size_pair(v):
     if isinstance(v, int):
         return None if v > 0 else "a positive integer or a list [H, W]"
-    ok = isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v)
+    ok = (
+        isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v)
+    )
     return None if ok else "a positive integer or a list of two positive integers [H, W]"
 
 
@@ -85,7 +93,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "n_objects": Key((INT,), 1, _positive),
         "add_empty_sprite": Key((BOOL,), False),
         "lambda_empty_sprite": Key((FLOAT,), 0.0, _non_negative),
-        "freeze_sprite": Key((INT, BOOL), 0, lambda v: None if v is False or (v is not True and v >= 0) else "an epoch count >= 0 or false"),
+        "freeze_sprite": Key(
+            (INT, BOOL),
+            0,
+            lambda v: None if v is False or (v is not True and v >= 0) else "an epoch count >= 0 or false",
+        ),
         "inject_noise": Key((FLOAT,), 0.0, _non_negative),
         "encoder_name": Key((STR,), "default"),
         "with_pool": Key((INT, LIST), 1, _size_pair),
@@ -135,8 +147,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # Opt-in speed-ups that change numerics slightly: bf16 autocast of the encoder; torch.compile of
         # the whole model (true = inductor's default mode, or a mode name: reduce-overhead adds CUDA graphs).
         "amp": Key((BOOL,), False),
-        "compile": Key((BOOL, STR), False, lambda v: None if v in (False, True, *COMPILE_MODES)
-                       else "true, false or a mode: " + ", ".join(COMPILE_MODES)),
+        "compile": Key(
+            (BOOL, STR),
+            False,
+            lambda v: (
+                None if v in (False, True, *COMPILE_MODES) else "true, false or a mode: " + ", ".join(COMPILE_MODES)
+            ),
+        ),
         "pretrained": Key((STR, NONE), None),
         "resume": Key((STR, NONE), None),
         "eval_semantic": Key((BOOL,), True),
@@ -173,8 +190,15 @@ SCHEDULER_GROUPS = 2  # cluster, transformer: the length of a per-group gamma li
 
 
 def _type_name(types: tuple) -> str:
-    names = {int: "an integer", float: "a number", bool: "true/false", str: "a string", list: "a list",
-             type(None): "null", dict: "a mapping"}
+    names = {
+        int: "an integer",
+        float: "a number",
+        bool: "true/false",
+        str: "a string",
+        list: "a list",
+        type(None): "null",
+        dict: "a mapping",
+    }
     return " or ".join(names[t] for t in types)
 
 
@@ -234,16 +258,25 @@ def validate(raw: dict) -> dict:
     sched = _validate_section(train["scheduler"], SCHEDULER_SCHEMA, "training.scheduler")
     if isinstance(sched["gamma"], list):
         if len(sched["gamma"]) != SCHEDULER_GROUPS:
-            raise ConfigError(f"training.scheduler.gamma: expected a number or a list of {SCHEDULER_GROUPS} factors "
-                              f"(cluster, transformer), got {sched['gamma']!r}")
-        sched["gamma"] = [_coerce(g, Key((FLOAT,), check=_positive), "training.scheduler.gamma") for g in sched["gamma"]]
+            raise ConfigError(
+                f"training.scheduler.gamma: expected a number or a list of {SCHEDULER_GROUPS} factors "
+                f"(cluster, transformer), got {sched['gamma']!r}"
+            )
+        sched["gamma"] = [
+            _coerce(g, Key((FLOAT,), check=_positive), "training.scheduler.gamma") for g in sched["gamma"]
+        ]
     train["scheduler"] = sched
 
     if (train["n_epoches"] is None) == (train["n_iterations"] is None):
-        raise ConfigError("training.n_epoches / training.n_iterations: expected exactly one of them to be set "
-                          "(set the other to null, e.g. --set training.n_epoches=null)")
-    for suffix, seq_key in (("", "transformation_sequence"), ("_bkg", "transformation_sequence_bkg"),
-                            ("_layer", "transformation_sequence_layer")):
+        raise ConfigError(
+            "training.n_epoches / training.n_iterations: expected exactly one of them to be set "
+            "(set the other to null, e.g. --set training.n_epoches=null)"
+        )
+    for suffix, seq_key in (
+        ("", "transformation_sequence"),
+        ("_bkg", "transformation_sequence_bkg"),
+        ("_layer", "transformation_sequence_layer"),
+    ):
         milestones = model["curriculum_learning" + suffix]
         if milestones in (None, True):
             if milestones is True:
@@ -252,8 +285,10 @@ def validate(raw: dict) -> dict:
         elif milestones is not False:
             n_modules = len(model[seq_key].split("_"))
             if len(milestones) != n_modules - 1:
-                raise ConfigError(f"model.curriculum_learning{suffix}: expected {n_modules - 1} milestone(s) for the "
-                                  f"{n_modules} modules of {model[seq_key]!r}, got {milestones!r}")
+                raise ConfigError(
+                    f"model.curriculum_learning{suffix}: expected {n_modules - 1} milestone(s) for the "
+                    f"{n_modules} modules of {model[seq_key]!r}, got {milestones!r}"
+                )
     if model["freeze_sprite"] is False:
         model["freeze_sprite"] = 0
     if model["n_backgrounds"] > 1 and model["estimate_minimum"]:

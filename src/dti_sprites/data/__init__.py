@@ -44,14 +44,21 @@ class DatasetEntry:
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 
-def register_dataset(name: str, folder: str, n_classes: int | None,
-                     native_shape: tuple[int, int, int] | None = None, kind: str = "multi_object",
-                     options: tuple[str, ...] = (), reads_folder: bool = True):
+def register_dataset(
+    name: str,
+    folder: str,
+    n_classes: int | None,
+    native_shape: tuple[int, int, int] | None = None,
+    kind: str = "multi_object",
+    options: tuple[str, ...] = (),
+    reads_folder: bool = True,
+):
     """Decorator adding a factory (root, split, **kwargs) -> Dataset under `name`."""
 
     def decorator(factory: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        DATASETS.register(name)(DatasetEntry(name, folder, n_classes, factory, native_shape, kind, options,
-                                             reads_folder))
+        DATASETS.register(name)(
+            DatasetEntry(name, folder, n_classes, factory, native_shape, kind, options, reads_folder)
+        )
         return factory
 
     return decorator
@@ -73,8 +80,9 @@ register_dataset("gtsrb8", "GTSRB", 8, (3, 28, 28), kind="clustering")(GTSRB8)
 register_dataset("svhn", "svhn", 10, (3, 32, 32), kind="clustering", options=("use_extra",))(SVHN)
 register_dataset("digits", "digits", 10, (1, 8, 8), kind="clustering", reads_folder=False)(Digits)  # in scikit-learn
 register_dataset("weizmann_horse", "weizmann_horse", 2, (3, 128, 128), kind="cosegmentation")(WeizmannHorse)
-register_dataset("instagram", "instagram", None, (3, 128, 128), kind="unlabelled",
-                 options=("tag", "resize_policy"))(instagram)
+register_dataset("instagram", "instagram", None, (3, 128, 128), kind="unlabelled", options=("tag", "resize_policy"))(
+    instagram
+)
 # Any folder: `dataset.path` names it (the data_root fallback is <data_root>/images).
 register_dataset("image_folder", "images", None, kind="unlabelled", options=("resize_policy",))(ImageFolder)
 
@@ -98,5 +106,12 @@ def build_dataset(cfg: dict, split: str) -> tuple[Dataset, DatasetEntry]:
     return entry(dataset_root(cfg), split, img_size=img_size, **options), entry
 
 
-__all__ = ["DATASETS", "DatasetEntry", "MultiObjectDataset", "build_dataset", "dataset_root", "load_tensors",
-           "register_dataset"]
+__all__ = [
+    "DATASETS",
+    "DatasetEntry",
+    "MultiObjectDataset",
+    "build_dataset",
+    "dataset_root",
+    "load_tensors",
+    "register_dataset",
+]

@@ -31,8 +31,7 @@ class Digits(Dataset):
     n_channels = 1
     n_classes = 10
 
-    def __init__(self, root: str | Path | None = None, split: str = "train",
-                 img_size: tuple[int, int] | None = None):
+    def __init__(self, root: str | Path | None = None, split: str = "train", img_size: tuple[int, int] | None = None):
         images, labels = load_digits_arrays()
         keep = split_indices(len(images), split, "digits (scikit-learn)")
         images = torch.from_numpy(images[keep]).unsqueeze(1)  # (N, 1, 8, 8)

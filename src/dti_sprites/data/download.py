@@ -38,16 +38,19 @@ class Archive:
     target: str
 
 
-ARCHIVES: dict[str, Archive] = {a.name: a for a in (
-    Archive("tetrominoes", "1unCVwJbytG1wHZCQfk41otdtmR8yU1AH", "tetrominoes", "tetrominoes"),
-    Archive("dsprites_gray", "110RrDlhx_fjXymzmTx1nkC3ZMPmMXjsv", "dsprites_gray", "dsprites_gray"),
-    Archive("clevr6", "12c7ZRNWKzqosz5aUOfL0XBmLHrcN240r", "clevr6", "clevr6"),
-    Archive("gtsrb", "1d5rlgYeH087oT6AnTNAHtwrnRXv3WeRR", "GTSRB", "GTSRB"),
-    Archive("weizmann_horse", "1fQSWQUCwIB6zkA65D4wlbaGmIg8iO6Ja", "weizmann_horse", "weizmann_horse"),
-    # The Instagram collections hold the images only; the loader reads instagram/<tag>/train/.
-    Archive("santaphoto", "1tv5-_Iz-LD6-FqFxF67py9ot97BOZbUc", "santaphoto", "instagram/santaphoto/train"),
-    Archive("weddingkiss", "1OCLvojYDomLnI6zP6QghgIkZ8PWwmqCD", "weddingkiss", "instagram/weddingkiss/train"),
-)}
+ARCHIVES: dict[str, Archive] = {
+    a.name: a
+    for a in (
+        Archive("tetrominoes", "1unCVwJbytG1wHZCQfk41otdtmR8yU1AH", "tetrominoes", "tetrominoes"),
+        Archive("dsprites_gray", "110RrDlhx_fjXymzmTx1nkC3ZMPmMXjsv", "dsprites_gray", "dsprites_gray"),
+        Archive("clevr6", "12c7ZRNWKzqosz5aUOfL0XBmLHrcN240r", "clevr6", "clevr6"),
+        Archive("gtsrb", "1d5rlgYeH087oT6AnTNAHtwrnRXv3WeRR", "GTSRB", "GTSRB"),
+        Archive("weizmann_horse", "1fQSWQUCwIB6zkA65D4wlbaGmIg8iO6Ja", "weizmann_horse", "weizmann_horse"),
+        # The Instagram collections hold the images only; the loader reads instagram/<tag>/train/.
+        Archive("santaphoto", "1tv5-_Iz-LD6-FqFxF67py9ot97BOZbUc", "santaphoto", "instagram/santaphoto/train"),
+        Archive("weddingkiss", "1OCLvojYDomLnI6zP6QghgIkZ8PWwmqCD", "weddingkiss", "instagram/weddingkiss/train"),
+    )
+}
 GROUPS = {"instagram": ("santaphoto", "weddingkiss")}
 
 
@@ -60,8 +63,7 @@ def resolve_names(names: list[str] | None) -> list[Archive]:
         name = raw.lower()
         for member in GROUPS.get(name, (name,)):
             if member not in ARCHIVES:
-                raise DataError(f"unknown dataset {raw!r}; expected one of: "
-                                f"{', '.join([*ARCHIVES, *GROUPS])}")
+                raise DataError(f"unknown dataset {raw!r}; expected one of: {', '.join([*ARCHIVES, *GROUPS])}")
             if ARCHIVES[member] not in picked:
                 picked.append(ARCHIVES[member])
     return picked
@@ -90,8 +92,10 @@ def fetch(file_id: str, dest: Path) -> None:
                 if now_size != size:
                     size, last_change = now_size, time.monotonic()
                 elif time.monotonic() - last_change > STALL_SECONDS:
-                    raise DataError(f"no data received for {STALL_SECONDS} s from Google Drive file {file_id}; "
-                                    "the link or the network is stalled")
+                    raise DataError(
+                        f"no data received for {STALL_SECONDS} s from Google Drive file {file_id}; "
+                        "the link or the network is stalled"
+                    )
         finally:
             if proc.poll() is None:  # stalled or interrupted: stop it before its folder is removed
                 proc.kill()
@@ -106,7 +110,7 @@ def _gdown_reason(log: str, limit: int = 300) -> str:
     lines = [ln.strip() for ln in log.splitlines()]
     kept = [ln for ln in lines if ln and ln != "Error:" and not ln.startswith("To report issues")]
     text = " ".join(kept)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def archive_members(path: Path) -> list[str]:
@@ -124,8 +128,10 @@ def archive_members(path: Path) -> list[str]:
                 return tf.getnames()
     except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as err:
         raise DataError(f"archive {path} cannot be read: {err}") from None
-    raise DataError(f"{path} is not a zip or tar archive (Google Drive may have sent a web page instead: "
-                    "quota exceeded, or the link changed)")
+    raise DataError(
+        f"{path} is not a zip or tar archive (Google Drive may have sent a web page instead: "
+        "quota exceeded, or the link changed)"
+    )
 
 
 def check_layout(members: list[str], top: str, path: Path) -> None:
@@ -194,19 +200,25 @@ def download(names: list[str] | None = None, data_root: str | Path = "datasets")
             status = download_one(archive, data_root)
         except (DataError, OSError) as err:  # OSError: disk full, permissions; the next dataset may still work
             failed.append(archive.name)
-            status = (f"FAILED: {err}; nothing was written. By hand: download "
-                      f"https://drive.google.com/file/d/{archive.file_id}/view and unpack its {archive.top}/ "
-                      f"as {Path(data_root) / archive.target}")
+            status = (
+                f"FAILED: {err}; nothing was written. By hand: download "
+                f"https://drive.google.com/file/d/{archive.file_id}/view and unpack its {archive.top}/ "
+                f"as {Path(data_root) / archive.target}"
+            )
         print(f"{archive.name}: {status}", file=sys.stderr, flush=True)
     if failed:
-        print(f"{len(failed)} dataset(s) failed: {', '.join(failed)}. Rerun the same command to retry them "
-              "(finished ones are skipped).", file=sys.stderr)
+        print(
+            f"{len(failed)} dataset(s) failed: {', '.join(failed)}. Rerun the same command to retry them "
+            "(finished ones are skipped).",
+            file=sys.stderr,
+        )
     return len(failed)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"datasets to fetch (default: all): {', '.join([*ARCHIVES, *GROUPS])}")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"datasets to fetch (default: all): {', '.join([*ARCHIVES, *GROUPS])}"
+    )
     parser.add_argument("--data-root", default="datasets", help="folder the datasets go into")
 
 

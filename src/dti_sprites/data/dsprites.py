@@ -36,8 +36,9 @@ _ELLIPSE_MINOR = 0.5  # ratio of the ellipse's short to long axis
 _HEART_SCALE, _HEART_SHIFT = 1.15, 0.12  # fit the heart curve's extent to [-1, 1]^2
 
 
-def shape_masks(shape: np.ndarray, cx: np.ndarray, cy: np.ndarray, radius: np.ndarray, angle: np.ndarray,
-                size: int = IMG_SIZE) -> np.ndarray:
+def shape_masks(
+    shape: np.ndarray, cx: np.ndarray, cy: np.ndarray, radius: np.ndarray, angle: np.ndarray, size: int = IMG_SIZE
+) -> np.ndarray:
     """Pixels covered by each sprite, ignoring the others: bool (*P, size, size).
 
     All arguments share one shape P: shape id, centre (pixels, x to the right, y down),
@@ -79,8 +80,9 @@ def draw_chunk(rng: np.random.Generator, size: int = CHUNK) -> dict[str, np.ndar
         "angle": rng.uniform(0, 2 * np.pi, size=(size, MAX_SPRITES)),
         "cx": margin + rng.uniform(size=(size, MAX_SPRITES)) * (IMG_SIZE - 2 * margin),
         "cy": margin + rng.uniform(size=(size, MAX_SPRITES)) * (IMG_SIZE - 2 * margin),
-        "color": saturated_colors(rng.uniform(size=(size, MAX_SPRITES)),
-                                  rng.uniform(*VALUE_RANGE, size=(size, MAX_SPRITES))),  # (B, S, 3)
+        "color": saturated_colors(
+            rng.uniform(size=(size, MAX_SPRITES)), rng.uniform(*VALUE_RANGE, size=(size, MAX_SPRITES))
+        ),  # (B, S, 3)
         "grey": rng.integers(256, size=size),  # (B,)
     }
 
@@ -91,8 +93,9 @@ def rasterise(params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np
     Returns images uint8 (B, H, W, 3), instance ids uint8 (B, H, W), class ids uint8
     (B, H, W) and a bool (B,) that is false where a sprite kept under MIN_VISIBLE pixels.
     """
-    covered = shape_masks(params["shape"], params["cx"], params["cy"], params["radius"],
-                          params["angle"])  # (B, S, H, W)
+    covered = shape_masks(
+        params["shape"], params["cx"], params["cy"], params["radius"], params["angle"]
+    )  # (B, S, H, W)
     n_scenes = covered.shape[0]
     used = np.arange(MAX_SPRITES)[None, :] < params["n_sprites"][:, None]  # (B, S)
     inst = np.zeros((n_scenes, IMG_SIZE, IMG_SIZE), dtype=np.uint8)  # (B, H, W)

@@ -46,12 +46,17 @@ class GTSRB8(Dataset):
         folders = _class_folders(train_dir)
         missing = [c for c in GTSRB8_CLASSES if c not in folders]
         if missing:
-            raise DataError(f"class folder {train_dir / f'{missing[0]:05d}'} not found ({len(missing)} of the 8 "
-                            f"missing); GTSRB-8 needs classes {', '.join(map(str, GTSRB8_CLASSES))} under {train_dir}")
+            raise DataError(
+                f"class folder {train_dir / f'{missing[0]:05d}'} not found ({len(missing)} of the 8 "
+                f"missing); GTSRB-8 needs classes {', '.join(map(str, GTSRB8_CLASSES))} under {train_dir}"
+            )
         files, labels = [], []
         for label, class_id in enumerate(GTSRB8_CLASSES):
-            found = sorted(p for p in folders[class_id].iterdir()
-                           if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+            found = sorted(
+                p
+                for p in folders[class_id].iterdir()
+                if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+            )
             if not found:
                 raise DataError(f"class folder {folders[class_id]} holds no image; expected *.ppm files")
             files += found

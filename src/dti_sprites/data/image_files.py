@@ -50,13 +50,19 @@ def open_image(path: Path, mode: str | None = "RGB", expected: str = "") -> Imag
 def list_images(folder: Path, recursive: bool = True) -> list[Path]:
     """Image files under `folder` (hidden files skipped), in a stable sorted order."""
     pattern = folder.rglob("*") if recursive else folder.iterdir()
-    files = [p for p in pattern if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    files = [
+        p
+        for p in pattern
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
     return sorted(files)
 
 
-def fit_image(img: Image.Image, size: tuple[int, int], policy: str = "center_crop",
-              resample: int = Image.Resampling.BICUBIC) -> Image.Image:
+def fit_image(
+    img: Image.Image, size: tuple[int, int], policy: str = "center_crop", resample: int = Image.Resampling.BICUBIC
+) -> Image.Image:
     """Bring a PIL image to size (H, W): centre crop to the target aspect ratio then resize,
     or resize directly (`resize`, aspect ratio not kept)."""
     if policy not in RESIZE_POLICIES:

@@ -26,8 +26,14 @@ class ImageFolder(Dataset):
     n_channels = 3
     n_classes = None
 
-    def __init__(self, root: str | Path, split: str = "train", img_size: tuple[int, int] | None = None,
-                 resize_policy: str = "center_crop", missing_hint: str | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        img_size: tuple[int, int] | None = None,
+        resize_policy: str = "center_crop",
+        missing_hint: str | None = None,
+    ):
         self.root = Path(root)
         if not self.root.is_dir():
             hint = missing_hint or "set dataset.path to a folder of images"
@@ -47,10 +53,17 @@ class ImageFolder(Dataset):
         return (to_tensor(fit_image(open_image(self.files[i]), self.img_size, self.resize_policy)),)
 
 
-def instagram(root: str | Path, split: str = "train", img_size: tuple[int, int] | None = None,
-              tag: str = DEFAULT_TAG, resize_policy: str = "center_crop") -> ImageFolder:
+def instagram(
+    root: str | Path,
+    split: str = "train",
+    img_size: tuple[int, int] | None = None,
+    tag: str = DEFAULT_TAG,
+    resize_policy: str = "center_crop",
+) -> ImageFolder:
     """The collection of one hashtag: <root>/<tag>/train/*."""
     folder = Path(root) / tag / "train"
-    hint = (f"expected instagram/<tag>/train/* images; get it with `./download_data.sh instagram` "
-            f"or build it from scraped images with ./process_insta_santa.sh")
+    hint = (
+        f"expected instagram/<tag>/train/* images; get it with `./download_data.sh instagram` "
+        f"or build it from scraped images with ./process_insta_santa.sh"
+    )
     return ImageFolder(folder, split, img_size, resize_policy, missing_hint=hint)

@@ -30,8 +30,14 @@ def _output_name(rel: Path, suffix: str, taken: set[Path]) -> Path:
     return name
 
 
-def resize_folder(src: str | Path, out: str | Path, size: tuple[int, int] = (128, 128),
-                  policy: str = "center_crop", fmt: str = "png", progress: bool = True) -> tuple[int, list[str]]:
+def resize_folder(
+    src: str | Path,
+    out: str | Path,
+    size: tuple[int, int] = (128, 128),
+    policy: str = "center_crop",
+    fmt: str = "png",
+    progress: bool = True,
+) -> tuple[int, list[str]]:
     """Write every readable image of src to out at `size`; return (written, unreadable files)."""
     src, out = Path(src), Path(out)
     if not src.is_dir():

@@ -38,8 +38,10 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"file {path} lacks {'X' if 'X' not in mat else 'y'}; expected X (32, 32, 3, N) and y (N, 1)")
     images, labels = mat["X"], mat["y"].reshape(-1)
     if images.ndim != 4 or images.shape[2] != 3 or images.shape[3] != labels.shape[0]:
-        raise DataError(f"file {path} holds X of shape {images.shape} and {labels.shape[0]} labels; "
-                        "expected X (H, W, 3, N) and y (N, 1)")
+        raise DataError(
+            f"file {path} holds X of shape {images.shape} and {labels.shape[0]} labels; "
+            "expected X (H, W, 3, N) and y (N, 1)"
+        )
     labels = labels.astype(np.int64)
     labels[labels == 10] = 0
     if labels.size and (labels.min() < 0 or labels.max() > 9):
@@ -51,8 +53,9 @@ class SVHN(Dataset):
     n_channels = 3
     n_classes = 10
 
-    def __init__(self, root: str | Path, split: str = "train", img_size: tuple[int, int] | None = None,
-                 use_extra: bool = False):
+    def __init__(
+        self, root: str | Path, split: str = "train", img_size: tuple[int, int] | None = None, use_extra: bool = False
+    ):
         self.root = require_folder(Path(root), "svhn", LAYOUT)
         names = FILES + ((EXTRA_FILE,) if use_extra else ())
         parts = [read_svhn_mat(self.root / name) for name in names]

@@ -40,12 +40,16 @@ def pair_files(root: Path) -> list[tuple[Path, Path]]:
     image_stems, mask_stems = {p.stem for p in images}, {p.stem for p in masks}
     for img in images:
         if img.stem not in mask_stems:
-            raise DataError(f"image {img} has no mask {root / 'masks' / (img.stem + '.png')} "
-                            f"({len(images)} images, {len(masks)} masks)")
+            raise DataError(
+                f"image {img} has no mask {root / 'masks' / (img.stem + '.png')} "
+                f"({len(images)} images, {len(masks)} masks)"
+            )
     for mask in masks:
         if mask.stem not in image_stems:
-            raise DataError(f"mask {mask} has no image {root / 'images' / (mask.stem + '.jpg')} "
-                            f"({len(images)} images, {len(masks)} masks)")
+            raise DataError(
+                f"mask {mask} has no image {root / 'images' / (mask.stem + '.jpg')} "
+                f"({len(images)} images, {len(masks)} masks)"
+            )
     return list(zip(images, masks))
 
 
@@ -79,8 +83,10 @@ class WeizmannHorse(Dataset):
         img = open_image(image_path)
         mask_img = open_image(mask_path, mode=None)
         if mask_img.size != img.size:
-            raise DataError(f"mask {mask_path} is {mask_img.height}x{mask_img.width} (HxW) but {image_path} is "
-                            f"{img.height}x{img.width}; expected masks the size of their image")
+            raise DataError(
+                f"mask {mask_path} is {mask_img.height}x{mask_img.width} (HxW) but {image_path} is "
+                f"{img.height}x{img.width}; expected masks the size of their image"
+            )
         image = to_tensor(fit_image(img, self.img_size, "resize", Image.Resampling.BILINEAR))
         mask = Image.fromarray(binary_mask(mask_img, mask_path))
         mask = fit_image(mask, self.img_size, "resize", Image.Resampling.NEAREST)

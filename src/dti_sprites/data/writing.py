@@ -57,8 +57,9 @@ def publish(finished: Path, out_dir: Path) -> None:
 
 
 @contextmanager
-def new_dataset_dir(out_dir: str | Path, subfolders: tuple[str, ...] = ("images", "masks", "sem_masks")
-                    ) -> Iterator[Path]:
+def new_dataset_dir(
+    out_dir: str | Path, subfolders: tuple[str, ...] = ("images", "masks", "sem_masks")
+) -> Iterator[Path]:
     """Yield a scratch folder with `subfolders` that becomes out_dir when the block succeeds."""
     out_dir = Path(out_dir)
     check_new_dir(out_dir)

@@ -43,8 +43,9 @@ def cluster_to_class(counts: np.ndarray) -> np.ndarray:
     return counts.argmax(0)
 
 
-def clustering_scores(true: np.ndarray, pred: np.ndarray, n_classes: int, n_clusters: int,
-                      per_class: bool = True) -> dict[str, float]:
+def clustering_scores(
+    true: np.ndarray, pred: np.ndarray, n_classes: int, n_clusters: int, per_class: bool = True
+) -> dict[str, float]:
     """NMI, accuracy and mean accuracy (and per-class accuracies) of cluster indices `pred`."""
     true, pred = np.asarray(true), np.asarray(pred)
     if true.shape != pred.shape or true.ndim != 1 or true.size == 0:
@@ -92,9 +93,16 @@ def _batches(model, dataset, device, batch_size: int, progress: bool):
 
 
 @EVALUATORS.register("clustering")
-def evaluate_clustering(model, dataset, device, batch_size: int = 32, eval_semantic: bool = True,
-                        eval_with_bkg: bool = True, n_classes: int | None = None,
-                        progress: bool = False) -> dict:
+def evaluate_clustering(
+    model,
+    dataset,
+    device,
+    batch_size: int = 32,
+    eval_semantic: bool = True,
+    eval_with_bkg: bool = True,
+    n_classes: int | None = None,
+    progress: bool = False,
+) -> dict:
     """Cluster of each image = its chosen sprite (single layer); labels are the second item."""
     losses, preds, labels = [], [], []
     for out, (_, label) in _batches(model, dataset, device, batch_size, progress):
@@ -109,9 +117,16 @@ def evaluate_clustering(model, dataset, device, batch_size: int = 32, eval_seman
 
 
 @EVALUATORS.register("cosegmentation")
-def evaluate_cosegmentation(model, dataset, device, batch_size: int = 32, eval_semantic: bool = True,
-                            eval_with_bkg: bool = True, n_classes: int | None = None,
-                            progress: bool = False) -> dict:
+def evaluate_cosegmentation(
+    model,
+    dataset,
+    device,
+    batch_size: int = 32,
+    eval_semantic: bool = True,
+    eval_with_bkg: bool = True,
+    n_classes: int | None = None,
+    progress: bool = False,
+) -> dict:
     """Foreground = transformed mask of a chosen sprite > 0.5; masks are the second item."""
     losses, counts = [], np.zeros((2, 2), dtype=np.int64)
     for out, (_, mask) in _batches(model, dataset, device, batch_size, progress):
@@ -125,9 +140,16 @@ def evaluate_cosegmentation(model, dataset, device, batch_size: int = 32, eval_s
 
 
 @EVALUATORS.register("unlabelled")
-def evaluate_unlabelled(model, dataset, device, batch_size: int = 32, eval_semantic: bool = True,
-                        eval_with_bkg: bool = True, n_classes: int | None = None,
-                        progress: bool = False) -> dict:
+def evaluate_unlabelled(
+    model,
+    dataset,
+    device,
+    batch_size: int = 32,
+    eval_semantic: bool = True,
+    eval_with_bkg: bool = True,
+    n_classes: int | None = None,
+    progress: bool = False,
+) -> dict:
     """No labels: the mean reconstruction loss only."""
     losses = [out.loss.cpu() for out, _ in _batches(model, dataset, device, batch_size, progress)]
     return {"loss": float(torch.cat(losses).mean())}

@@ -27,7 +27,7 @@ def front_layer(decomposition: Decomposition, images: torch.Tensor | None = None
     """
     masks = (decomposition.masks > 0.5).float()  # (L', B, 1, H, W)
     visible = masks * transmittance(masks, (decomposition.occlusion > 0.5).float())  # (L', B, 1, H, W)
-    objects = visible[decomposition.first_object:, :, 0]  # (L, B, H, W)
+    objects = visible[decomposition.first_object :, :, 0]  # (L, B, H, W)
     label = objects.argmax(0) + 1
     label = torch.where(objects.amax(0) > 0, label, torch.zeros_like(label))
     return label if images is None else fill_background(label, decomposition, images)
@@ -54,8 +54,16 @@ def semantic_labels(decomposition: Decomposition, instance: torch.Tensor) -> tor
 
 @EVALUATORS.register("multi_object")
 @torch.no_grad()
-def evaluate_multi_object(model, dataset, device, batch_size: int = 32, eval_semantic: bool = True,
-                          eval_with_bkg: bool = True, n_classes: int | None = None, progress: bool = False) -> dict:
+def evaluate_multi_object(
+    model,
+    dataset,
+    device,
+    batch_size: int = 32,
+    eval_semantic: bool = True,
+    eval_with_bkg: bool = True,
+    n_classes: int | None = None,
+    progress: bool = False,
+) -> dict:
     """ARI / ARI-FG per image (averaged) and, optionally, semantic scores after matching."""
     was_training = model.training
     model.eval()

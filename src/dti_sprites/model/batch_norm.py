@@ -15,9 +15,16 @@ def across_ranks() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def global_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
-                      weight: torch.Tensor | None, bias: torch.Tensor | None, momentum: float | None = 0.1,
-                      eps: float = 1e-5, num_batches_tracked: torch.Tensor | None = None) -> torch.Tensor:
+def global_batch_norm(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    momentum: float | None = 0.1,
+    eps: float = 1e-5,
+    num_batches_tracked: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Training-mode batch norm of x (N, C, *) with statistics over all ranks' N and *.
 
     Running statistics, when given, are updated in place as F.batch_norm does (unbiased
@@ -31,7 +38,7 @@ def global_batch_norm(x: torch.Tensor, running_mean: torch.Tensor | None, runnin
     stats = all_reduce(torch.cat([x.sum(dims), x.square().sum(dims), count]))  # (2C + 1,)
     n = stats[-1]
     mean = stats[:C] / n
-    var = (stats[C:2 * C] / n - mean.square()).clamp(min=0)
+    var = (stats[C : 2 * C] / n - mean.square()).clamp(min=0)
     if running_mean is not None:
         with torch.no_grad():
             if num_batches_tracked is not None:

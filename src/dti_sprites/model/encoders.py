@@ -169,16 +169,16 @@ def vgg16_encoder(in_channels: int) -> nn.Module:
 def _pool_size(with_pool) -> tuple[int, int]:
     if isinstance(with_pool, int) and not isinstance(with_pool, bool) and with_pool > 0:
         return (with_pool, with_pool)
-    if isinstance(with_pool, Sequence) and len(with_pool) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in with_pool
+    if (
+        isinstance(with_pool, Sequence)
+        and len(with_pool) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in with_pool)
     ):
         return (with_pool[0], with_pool[1])
     raise ConfigError(f"model.with_pool: expected a positive int or [h, w], got {with_pool!r}")
 
 
-def build_encoder(
-    name: str, in_channels: int, img_size: tuple[int, int], with_pool=(1, 1)
-) -> tuple[nn.Module, int]:
+def build_encoder(name: str, in_channels: int, img_size: tuple[int, int], with_pool=(1, 1)) -> tuple[nn.Module, int]:
     """Build the encoder named `name` and measure its feature size F with a dry run.
 
     Returns (encoder, F); the encoder maps (B, in_channels, H, W) to (B, F) and is left in

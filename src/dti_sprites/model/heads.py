@@ -25,16 +25,19 @@ class HeadBank(nn.Module):
     identity of its transformation.
     """
 
-    def __init__(self, n_heads: int, in_features: int, out_features: int, n_hidden_layers: int = 2,
-                 norm_layer: str | None = None):
+    def __init__(
+        self, n_heads: int, in_features: int, out_features: int, n_hidden_layers: int = 2, norm_layer: str | None = None
+    ):
         super().__init__()
         self.n_heads, self.out_features = n_heads, out_features
         self.first_weight = nn.Parameter(torch.empty(n_heads, in_features, HIDDEN))
         self.first_bias = nn.Parameter(torch.empty(n_heads, HIDDEN))
         self.hidden_weights = nn.ParameterList(
-            nn.Parameter(torch.empty(n_heads, HIDDEN, HIDDEN)) for _ in range(n_hidden_layers - 1))
+            nn.Parameter(torch.empty(n_heads, HIDDEN, HIDDEN)) for _ in range(n_hidden_layers - 1)
+        )
         self.hidden_biases = nn.ParameterList(
-            nn.Parameter(torch.empty(n_heads, HIDDEN)) for _ in range(n_hidden_layers - 1))
+            nn.Parameter(torch.empty(n_heads, HIDDEN)) for _ in range(n_hidden_layers - 1)
+        )
         self.last_weight = nn.Parameter(torch.zeros(n_heads, HIDDEN, out_features))
         self.last_bias = nn.Parameter(torch.zeros(n_heads, out_features))
         self.use_norm = norm_layer is not None
@@ -63,8 +66,13 @@ class HeadBank(nn.Module):
         w1 = self.first_weight.permute(1, 0, 2).reshape(-1, n * h)
         z = torch.addmm(self.first_bias.reshape(-1), features, w1)  # (B, n*h)
         if self.use_norm:
-            norm_args = (z, self.running_mean.view(-1), self.running_var.view(-1), self.norm_weight.view(-1),
-                         self.norm_bias.view(-1))
+            norm_args = (
+                z,
+                self.running_mean.view(-1),
+                self.running_var.view(-1),
+                self.norm_weight.view(-1),
+                self.norm_bias.view(-1),
+            )
             if self.global_stats and self.training and across_ranks():
                 z = global_batch_norm(*norm_args)
             else:

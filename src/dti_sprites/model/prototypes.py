@@ -19,9 +19,11 @@ MEAN_IMAGES = 100
 
 def gaussian_window(size: tuple[int, int], std: float) -> torch.Tensor:
     """Separable Gaussian of `std` pixels, peak 1 at the centre: (h, w)."""
+
     def profile(n):
         coords = torch.arange(n, dtype=torch.float32) - (n - 1) / 2
         return torch.exp(-0.5 * (coords / std) ** 2)
+
     return profile(size[0])[:, None] * profile(size[1])[None, :]
 
 
@@ -31,9 +33,18 @@ def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize_image(images, size, clamp=False)
 
 
-def init_tensor(method: str, n: int, channels: int, size: tuple[int, int], value: float,
-                std: float, sample_images: SampleImages | None, generator: torch.Generator,
-                key: str, cache: dict | None = None) -> torch.Tensor:
+def init_tensor(
+    method: str,
+    n: int,
+    channels: int,
+    size: tuple[int, int],
+    value: float,
+    std: float,
+    sample_images: SampleImages | None,
+    generator: torch.Generator,
+    key: str,
+    cache: dict | None = None,
+) -> torch.Tensor:
     """Build an (n, channels, h, w) initial tensor with the named method.
 
     `cache` shares k-means centroids between calls, so that appearance k and mask k of a

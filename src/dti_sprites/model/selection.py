@@ -20,9 +20,16 @@ def _per_image_error(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (recon - target).square().mean((-3, -2, -1))
 
 
-def greedy_select(cand_colors: torch.Tensor, cand_masks: torch.Tensor, background: torch.Tensor | None,
-                  occlusion: torch.Tensor, target: torch.Tensor, n_iter: int,
-                  extra_cost: torch.Tensor | None = None, allowed: torch.Tensor | None = None) -> torch.Tensor:
+def greedy_select(
+    cand_colors: torch.Tensor,
+    cand_masks: torch.Tensor,
+    background: torch.Tensor | None,
+    occlusion: torch.Tensor,
+    target: torch.Tensor,
+    n_iter: int,
+    extra_cost: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Layer-by-layer coordinate descent from the background alone; returns indices (L, B).
 
     extra_cost (K',) is added to each candidate's error (the empty-sprite prior); allowed
@@ -64,8 +71,14 @@ def _combinations(K: int, L: int, M: int, device: torch.device) -> torch.Tensor:
     return torch.tensor(list(combos), dtype=torch.long, device=device)
 
 
-def exhaustive_select(cand_colors: torch.Tensor, cand_masks: torch.Tensor, backgrounds: torch.Tensor | None,
-                      occlusion: torch.Tensor | None, target: torch.Tensor, chunk: int = 64):
+def exhaustive_select(
+    cand_colors: torch.Tensor,
+    cand_masks: torch.Tensor,
+    backgrounds: torch.Tensor | None,
+    occlusion: torch.Tensor | None,
+    target: torch.Tensor,
+    chunk: int = 64,
+):
     """Try all K'^L (x M) combinations; returns (indices (L, B), background index (B,) or None).
 
     backgrounds (M, B, C, H, W). occlusion None means fixed order.
@@ -89,4 +102,3 @@ def exhaustive_select(cand_colors: torch.Tensor, cand_masks: torch.Tensor, backg
     best = torch.cat(errors).argmin(0)  # (B,)
     choice = combos[best]  # (B, L [+1])
     return choice[:, :L].T.contiguous(), (choice[:, L] if M else None)
-

@@ -46,15 +46,15 @@ class Decomposition:
 
     @property
     def object_colors(self) -> torch.Tensor:
-        return self.colors[self.first_object:]  # (L, B, C, H, W)
+        return self.colors[self.first_object :]  # (L, B, C, H, W)
 
     @property
     def object_masks(self) -> torch.Tensor:
-        return self.masks[self.first_object:]  # (L, B, 1, H, W)
+        return self.masks[self.first_object :]  # (L, B, 1, H, W)
 
     @property
     def object_occlusion(self) -> torch.Tensor:
-        return self.occlusion[:, self.first_object:, self.first_object:]  # (B, L, L)
+        return self.occlusion[:, self.first_object :, self.first_object :]  # (B, L, L)
 
     @property
     def background(self) -> torch.Tensor | None:
@@ -62,8 +62,14 @@ class Decomposition:
 
 
 class DTISprites(nn.Module):
-    def __init__(self, cfg: dict, img_size: tuple[int, int], n_channels: int,
-                 sample_images: SampleImages | None = None, seed: int = 0):
+    def __init__(
+        self,
+        cfg: dict,
+        img_size: tuple[int, int],
+        n_channels: int,
+        sample_images: SampleImages | None = None,
+        seed: int = 0,
+    ):
         super().__init__()
         self.kwargs = {"cfg": cfg, "img_size": list(img_size), "n_channels": n_channels}
         self.K, self.L, self.M = cfg["n_sprites"], cfg["n_objects"], cfg["n_backgrounds"]
@@ -80,30 +86,54 @@ class DTISprites(nn.Module):
 
         gen = torch.Generator().manual_seed(seed)
         init = dict(std=cfg["gaussian_weights_std"], sample_images=sample_images, generator=gen, cache={})
-        self.prototypes = nn.Parameter(init_tensor(cfg["proto_init"], self.K, self.C, self.sprite_size,
-                                                   PROTO_VALUE, key="proto_init", **init))
-        self.masks = nn.Parameter(init_tensor(cfg["mask_init"], self.K, 1, self.sprite_size, MASK_VALUE,
-                                              key="mask_init", **init))
-        self.backgrounds = nn.Parameter(init_tensor(cfg["bkg_init"], self.M, self.C, self.img_size, BKG_VALUE,
-                                                    key="bkg_init", **init)) if self.M else None
+        self.prototypes = nn.Parameter(
+            init_tensor(cfg["proto_init"], self.K, self.C, self.sprite_size, PROTO_VALUE, key="proto_init", **init)
+        )
+        self.masks = nn.Parameter(
+            init_tensor(cfg["mask_init"], self.K, 1, self.sprite_size, MASK_VALUE, key="mask_init", **init)
+        )
+        self.backgrounds = (
+            nn.Parameter(init_tensor(cfg["bkg_init"], self.M, self.C, self.img_size, BKG_VALUE, key="bkg_init", **init))
+            if self.M
+            else None
+        )
 
         self.encoder, n_features = build_encoder(cfg["encoder_name"], self.C, self.img_size, cfg["with_pool"])
         # Channels-last convolutions: measured 25% faster for resnet32 on a 2-core CPU, same math.
         self.encoder.to(memory_format=torch.channels_last)
-        common = dict(in_features=n_features, n_colors=self.C, clamp=self.clamp, grid_size=cfg["grid_size"],
-                      kernel_size=cfg["kernel_size"], n_hidden_layers=cfg["n_hidden_layers"],
-                      norm_layer=cfg["norm_layer"])
-        layer = TransformSequence(cfg["transformation_sequence_layer"], self.L,
-                                  milestones=cfg["curriculum_learning_layer"], **common)
+        common = dict(
+            in_features=n_features,
+            n_colors=self.C,
+            clamp=self.clamp,
+            grid_size=cfg["grid_size"],
+            kernel_size=cfg["kernel_size"],
+            n_hidden_layers=cfg["n_hidden_layers"],
+            norm_layer=cfg["norm_layer"],
+        )
+        layer = TransformSequence(
+            cfg["transformation_sequence_layer"], self.L, milestones=cfg["curriculum_learning_layer"], **common
+        )
         self.layer_transformer = None if layer.is_identity else layer
         self.sprite_out_size = self.sprite_size if self.layer_transformer is not None else self.img_size
-        self.sprite_transformer = TransformSequence(cfg["transformation_sequence"], self.L * self.K,
-                                                    milestones=cfg["curriculum_learning"], **common)
-        self.bkg_transformer = TransformSequence(
-            cfg["transformation_sequence_bkg"], self.M, padding_mode="border",
-            milestones=cfg["curriculum_learning_bkg"], **common) if self.M else None
-        self.occlusion_head = HeadBank(1, n_features, self.L * (self.L - 1) // 2, cfg["n_hidden_layers"],
-                                       cfg["norm_layer"]) if self.pred_occlusion else None
+        self.sprite_transformer = TransformSequence(
+            cfg["transformation_sequence"], self.L * self.K, milestones=cfg["curriculum_learning"], **common
+        )
+        self.bkg_transformer = (
+            TransformSequence(
+                cfg["transformation_sequence_bkg"],
+                self.M,
+                padding_mode="border",
+                milestones=cfg["curriculum_learning_bkg"],
+                **common,
+            )
+            if self.M
+            else None
+        )
+        self.occlusion_head = (
+            HeadBank(1, n_features, self.L * (self.L - 1) // 2, cfg["n_hidden_layers"], cfg["norm_layer"])
+            if self.pred_occlusion
+            else None
+        )
 
     # ---- bookkeeping -------------------------------------------------------------------------
     @property
@@ -174,8 +204,9 @@ class DTISprites(nn.Module):
         picked = beta.gather(1, idx.unsqueeze(-1).expand(-1, -1, -1, beta.shape[-1]))  # (L, N, B, d)
         return picked.reshape(L * N * B, -1)
 
-    def render_sprites(self, betas: dict, idx: torch.Tensor, noise: torch.Tensor | None,
-                       stack: torch.Tensor | None = None):
+    def render_sprites(
+        self, betas: dict, idx: torch.Tensor, noise: torch.Tensor | None, stack: torch.Tensor | None = None
+    ):
         """Transformed sprites idx (L, N, B) -> colours (L, N, B, C, H, W), masks (L, N, B, 1, H, W).
 
         stack: the (K', C+2, h, w) sprite stack when the caller already built it.
@@ -194,18 +225,21 @@ class DTISprites(nn.Module):
             x = x.view(L, B, N, self.C + 2, *self.img_size).transpose(1, 2)  # (L, N, B, C+2, H, W), a view
         else:
             if self.layer_transformer is not None:
-                layer_betas = [None if b is None else b.unsqueeze(1).expand(-1, N, -1, -1).reshape(L * N * B, -1)
-                               for b in betas["layer"]]  # (L, B, d) -> (L*N*B, d)
+                layer_betas = [
+                    None if b is None else b.unsqueeze(1).expand(-1, N, -1, -1).reshape(L * N * B, -1)
+                    for b in betas["layer"]
+                ]  # (L, B, d) -> (L*N*B, d)
                 x = self.layer_transformer(x, layer_betas, self.img_size)
             x = x.view(L, N, B, self.C + 2, *self.img_size)
-        colors, masks, canvas = x[:, :, :, :self.C], x[:, :, :, self.C:self.C + 1], x[:, :, :, self.C + 1:]
+        colors, masks, canvas = x[:, :, :, : self.C], x[:, :, :, self.C : self.C + 1], x[:, :, :, self.C + 1 :]
         if noise is not None:
             amplitude = self.inject_noise
             masks = self.clamp(masks + canvas * (2 * amplitude * noise[idx] - amplitude))  # noise (K', 1, H, W)
         return colors, masks
 
-    def render_candidates(self, betas: dict, batch: int, noise: torch.Tensor | None = None,
-                          stack: torch.Tensor | None = None):
+    def render_candidates(
+        self, betas: dict, batch: int, noise: torch.Tensor | None = None, stack: torch.Tensor | None = None
+    ):
         """Every candidate sprite (K', the empty one included) in every layer of `batch` images:
         colours (L, K', B, C, H, W), masks (L, K', B, 1, H, W). What selection compares."""
         device = self.prototypes.device
@@ -240,7 +274,9 @@ class DTISprites(nn.Module):
             idx = greedy_select(cand_colors, cand_masks, bkg, occlusion, images, self.greedy_iter, extra_cost, allowed)
             bkg_idx = None if backgrounds is None else torch.zeros_like(idx[0])
             return idx, bkg_idx
-        return exhaustive_select(cand_colors, cand_masks, backgrounds, occlusion if self.pred_occlusion else None, images)
+        return exhaustive_select(
+            cand_colors, cand_masks, backgrounds, occlusion if self.pred_occlusion else None, images
+        )
 
     def forward(self, images: torch.Tensor) -> Decomposition:
         """Explain images (B, C, H, W) in [0, 1]: select a sprite per layer and compose."""

@@ -80,9 +80,9 @@ class SpatialTransform(Transform):
     kind = "spatial"
     conventions = {
         "spatial": "a spatial module samples, for each output coordinate q, the input at A q (normalised coordinates "
-                   "in [-1, 1] over the pixel extents, grid_sample with align_corners=false): its input therefore "
-                   "appears at A^-1 of its own coordinates. extent_xy = fraction of the output canvas the whole input "
-                   "canvas spans; offset_px = where the input's centre lands, in output pixels from the canvas centre",
+        "in [-1, 1] over the pixel extents, grid_sample with align_corners=false): its input therefore "
+        "appears at A^-1 of its own coordinates. extent_xy = fraction of the output canvas the whole input "
+        "canvas spans; offset_px = where the input's centre lands, in output pixels from the canvas centre",
     }
 
     def sampling_grid(self, beta: Tensor, out_size: tuple[int, int]) -> Tensor:
@@ -100,8 +100,12 @@ class SpatialTransform(Transform):
         matrix = self.sampling_matrix(beta[None])
         if matrix is None:
             return terms
-        return {**terms, **canvas_terms(matrix[0], out_size), **self.matrix_terms(beta),
-                "matrix": rounded(matrix[0], 5)}
+        return {
+            **terms,
+            **canvas_terms(matrix[0], out_size),
+            **self.matrix_terms(beta),
+            "matrix": rounded(matrix[0], 5),
+        }
 
     def matrix_terms(self, beta: Tensor) -> dict:
         """Terms of this module's own parametrisation, listed before its matrix (β (d,))."""

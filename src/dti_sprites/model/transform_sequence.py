@@ -23,21 +23,43 @@ def resize(x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
 
 
 class TransformSequence(nn.Module):
-    def __init__(self, sequence: str, n_copies: int, in_features: int, n_colors: int, clamp: ClampFn,
-                 padding_mode: str = "zeros", grid_size: int = 4, kernel_size: int = 3,
-                 n_hidden_layers: int = 2, norm_layer: str | None = None, milestones=False):
+    def __init__(
+        self,
+        sequence: str,
+        n_copies: int,
+        in_features: int,
+        n_colors: int,
+        clamp: ClampFn,
+        padding_mode: str = "zeros",
+        grid_size: int = 4,
+        kernel_size: int = 3,
+        n_hidden_layers: int = 2,
+        norm_layer: str | None = None,
+        milestones=False,
+    ):
         super().__init__()
         self.sequence = sequence
         self.names = parse_sequence(sequence)
-        self.transforms = [build_transform(name, n_colors=n_colors, clamp=clamp, padding_mode=padding_mode,
-                                           grid_size=grid_size, kernel_size=kernel_size) for name in self.names]
+        self.transforms = [
+            build_transform(
+                name,
+                n_colors=n_colors,
+                clamp=clamp,
+                padding_mode=padding_mode,
+                grid_size=grid_size,
+                kernel_size=kernel_size,
+            )
+            for name in self.names
+        ]
         self.heads = nn.ModuleList(
             HeadBank(n_copies, in_features, t.n_params, n_hidden_layers, norm_layer) if t.n_params > 0 else None
-            for t in self.transforms)
+            for t in self.transforms
+        )
         for i, t in enumerate(self.transforms):
             offset = t.param_offset()
-            self.register_buffer(f"offset_{i}", offset if offset is not None else torch.zeros(t.n_params),
-                                 persistent=False)
+            self.register_buffer(
+                f"offset_{i}", offset if offset is not None else torch.zeros(t.n_params), persistent=False
+            )
         self.n_copies = n_copies
         self.milestones = list(milestones) if milestones else []
         # Module 0 is always on; module i+1 switches on at epoch milestones[i].
@@ -69,8 +91,9 @@ class TransformSequence(nn.Module):
             betas.append(None if head is None else head(features) + getattr(self, f"offset_{i}"))
         return betas
 
-    def forward(self, x: torch.Tensor, betas: list[torch.Tensor | None], out_size: tuple[int, int],
-                groups: int = 1) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, betas: list[torch.Tensor | None], out_size: tuple[int, int], groups: int = 1
+    ) -> torch.Tensor:
         """Apply the active modules left to right.
 
         x (N, Ch, h, w), betas[i] (N / groups, d) -> (N, Ch', *out_size): each run of `groups`

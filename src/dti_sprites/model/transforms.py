@@ -139,7 +139,7 @@ class PositionTransform(_AffineFamily):
     name = "position"
     conventions = {
         "position": "A = [[1+e^s, 0, tx], [0, 1+e^s, ty]]: extent = 1/(1+e^s), offset_px = -(tx, ty)/(1+e^s) * "
-                    "(W/2, H/2); at the head's start (beta = 0) a sprite spans half the canvas, centred",
+        "(W/2, H/2); at the head's start (beta = 0) a sprite spans half the canvas, centred",
     }
 
     def count_params(self) -> int:
@@ -254,8 +254,12 @@ class ThinPlateSplineTransform(SpatialTransform):
         H, W = out_size
         shift = beta.view(-1, 2) * torch.tensor([W / 2, H / 2], dtype=beta.dtype)  # (G^2, 2)
         norms = shift.norm(dim=1)
-        return {**super().describe(beta, out_size), "control_grid": self.grid_size,
-                "mean_shift_px": round(float(norms.mean()), 3), "max_shift_px": round(float(norms.max()), 3)}
+        return {
+            **super().describe(beta, out_size),
+            "control_grid": self.grid_size,
+            "mean_shift_px": round(float(norms.mean()), 3),
+            "max_shift_px": round(float(norms.max()), 3),
+        }
 
 
 @TRANSFORMS.register("morpho", "morphological")

@@ -44,8 +44,10 @@ def open_tensorboard(run_dir) -> TensorboardMonitor | None:
     try:
         monitor = TensorboardMonitor(Path(run_dir) / "tensorboard")
     except ImportError as err:
-        log.warning(f"tensorboard: cannot import it ({err}); training goes on without event files "
-                    "(install it with `pip install tensorboard`)")
+        log.warning(
+            f"tensorboard: cannot import it ({err}); training goes on without event files "
+            "(install it with `pip install tensorboard`)"
+        )
         return None
     log.info(f"tensorboard: event files in {monitor.log_dir} (view: tensorboard --logdir {monitor.log_dir})")
     return monitor

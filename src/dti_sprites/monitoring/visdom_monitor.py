@@ -75,8 +75,16 @@ class VisdomMonitor(Monitor):
             Y, X = Y[0], X[0]  # visdom wants 1-D for a single line
         first = win not in self._lines
         opts = dict(title=title, legend=names, xlabel="iteration", ytype=axis, showlegend=True)
-        self._call(f"plot {win!r}", self.vis.line, Y=Y, X=X, win=win, env=self.env, opts=opts,
-                   update=None if first else "append")
+        self._call(
+            f"plot {win!r}",
+            self.vis.line,
+            Y=Y,
+            X=X,
+            win=win,
+            env=self.env,
+            opts=opts,
+            update=None if first else "append",
+        )
         self._lines.add(win)
 
     def images(self, step, grids):
@@ -89,8 +97,14 @@ class VisdomMonitor(Monitor):
                 batch = F.interpolate(batch, scale_factor=factor, mode="nearest")
             grid = make_grid(batch, nrow=nrow, padding=2, pad_value=1).numpy()  # (3, H', W')
             # No caption: visdom shows one twice (over the image and under it); the title has it all.
-            self._call(f"image {name!r}", self.vis.image, grid, win=name, env=self.env,
-                       opts=dict(title=f"{name} (iteration {step})"))
+            self._call(
+                f"image {name!r}",
+                self.vis.image,
+                grid,
+                win=name,
+                env=self.env,
+                opts=dict(title=f"{name} (iteration {step})"),
+            )
 
     def close(self):
         if not self.failed:
@@ -102,8 +116,10 @@ def connect_visdom(port: int, run_dir, server: str = "http://localhost"):
     try:
         import visdom
     except ImportError as err:
-        log.warning(f"visdom: cannot import it ({err}); training goes on without live plots "
-                    "(install it with `pip install visdom`)")
+        log.warning(
+            f"visdom: cannot import it ({err}); training goes on without live plots "
+            "(install it with `pip install visdom`)"
+        )
         return None
     env = env_name(run_dir)
     quiet = logging.getLogger("visdom")
@@ -111,17 +127,17 @@ def connect_visdom(port: int, run_dir, server: str = "http://localhost"):
     quiet.setLevel(logging.ERROR)  # its "no incoming socket" notice is irrelevant here
     try:
         # The constructor already posts the environment: it raises when nothing answers.
-        client = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True,
-                               use_incoming_socket=False)
+        client = visdom.Visdom(server=server, port=port, env=env, raise_exceptions=True, use_incoming_socket=False)
         connected = True
     except Exception:  # noqa: BLE001  (refused, reset, DNS: all mean "not reachable")
         connected = False
     finally:
         quiet.setLevel(level)
     if not connected:
-        log.warning(f"visdom: no server answers at {server}:{port}; training goes on without live plots "
-                    f"(start one with `python -m dti_sprites visdom-server --port {port}`)")
+        log.warning(
+            f"visdom: no server answers at {server}:{port}; training goes on without live plots "
+            f"(start one with `python -m dti_sprites visdom-server --port {port}`)"
+        )
         return None
     log.info(f"visdom: live plots at {server}:{port}/env/{env}")
     return VisdomMonitor(client, env)
-

@@ -72,8 +72,10 @@ def _package_dir(module: str, requirement: str) -> Path:
     except ModuleNotFoundError:
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise DTISpritesError(f"visdom-server: Python package {module} not found; it serves the visdom "
-                              f"page's scripts offline (install it: pip install '{requirement}')")
+        raise DTISpritesError(
+            f"visdom-server: Python package {module} not found; it serves the visdom "
+            f"page's scripts offline (install it: pip install '{requirement}')"
+        )
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -84,8 +86,10 @@ def assemble_page(dest: Path) -> Path:
     for target, (module, inner, requirement) in PAGE_FILES.items():
         source = _package_dir(module, requirement) / inner
         if not source.exists():
-            raise DTISpritesError(f"visdom-server: {source} is missing from the installed package {module} "
-                                  f"(reinstall it: pip install --force-reinstall '{requirement}')")
+            raise DTISpritesError(
+                f"visdom-server: {source} is missing from the installed package {module} "
+                f"(reinstall it: pip install --force-reinstall '{requirement}')"
+            )
         if source.is_dir():
             shutil.copytree(source, dest / target, dirs_exist_ok=True)
         else:
@@ -117,9 +121,13 @@ def serve(port: int, host: str = "localhost", env_path: str | None = None) -> No
         # visdom builds its tornado Application from this module-level dict. Its debug mode
         # would also restart the server whenever a Python file changes and re-hash every script
         # on each page load: neither is wanted for a monitoring server.
-        visdom_app.tornado_settings.update(static_path=str(page), template_path=str(page),
-                                           static_handler_class=PageStaticHandler, autoreload=False,
-                                           static_hash_cache=True)
+        visdom_app.tornado_settings.update(
+            static_path=str(page),
+            template_path=str(page),
+            static_handler_class=PageStaticHandler,
+            autoreload=False,
+            static_hash_cache=True,
+        )
         try:
             app = visdom_app.Application(port=port, env_path=env_path)
         except OSError as err:
@@ -127,8 +135,9 @@ def serve(port: int, host: str = "localhost", env_path: str | None = None) -> No
         try:
             app.listen(port, address=host, max_buffer_size=1024**3)  # visdom's limit: large image grids
         except OSError as err:
-            raise DTISpritesError(f"visdom-server: cannot listen on {host}:{port} ({err.strerror}); "
-                                  "choose another --port or --host") from err
+            raise DTISpritesError(
+                f"visdom-server: cannot listen on {host}:{port} ({err.strerror}); choose another --port or --host"
+            ) from err
         shown = socket.gethostname() if host in ("", "0.0.0.0", "::") else host
         print(f"visdom page: http://{shown}:{port} (environments in {env_path}); Ctrl-C stops it", flush=True)
         IOLoop.current().start()

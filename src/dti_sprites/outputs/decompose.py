@@ -35,36 +35,37 @@ from ..model.transforms import describe_conventions
 from ..palette import colorize
 from ..training.checkpoint import load_trained_model
 from .decompose_inputs import fit_to_model, list_image_files, load_image
+
 MASK_THRESHOLD = 0.5  # the evaluation's hard-mask threshold (docs/method.md §3)
 
 CONVENTIONS = {
     "pixels": "x to the right, y down, origin at the top-left corner of the image; pixel (row i, column j) "
-              "covers [j, j+1) x [i, i+1), so the top-left pixel's centre is (0.5, 0.5); sizes are [height, width]",
+    "covers [j, j+1) x [i, i+1), so the top-left pixel's centre is (0.5, 0.5); sizes are [height, width]",
     "resizing": "every input is resized (bilinear, antialiased) to the model's image size before decomposition, "
-                "after a crop to the model's aspect ratio around the image centre when crop is 'center' (otherwise "
-                "an image of another aspect ratio is stretched); all pixel values refer to that size (model_size), "
-                "not to original_size",
+    "after a crop to the model's aspect ratio around the image centre when crop is 'center' (otherwise "
+    "an image of another aspect ratio is stretched); all pixel values refer to that size (model_size), "
+    "not to original_size",
     "layers": "object layers are numbered 1..L; layer_<l>.png is its colour with its mask as alpha",
     "instances": "instances.png: for each pixel the front-most object layer whose mask exceeds 0.5, 0 where none "
-                 "(the background)",
+    "(the background)",
     "semantic": "semantic.png: sprite index + 1 of that layer, 0 for the background",
     "previews": "instances_color.png and semantic_color.png: the same labels coloured for viewing (label 0 black, "
-                "each label one colour, as in the run's report)",
+    "each label one colour, as in the run's report)",
     "sprite": "index of the learned sprite the layer shows (0..n_sprites-1); index n_sprites is the empty sprite "
-              "of models trained with add_empty_sprite",
+    "of models trained with add_empty_sprite",
     "empty": "true when the layer shows the empty sprite or its mask exceeds 0.5 nowhere",
     "occlusion_rank": "0 = front-most object layer; layers are ranked by how much of the other object layers is "
-                      "predicted in front of them",
+    "predicted in front of them",
     "transformations": "the modules that acted, in the order applied: stage 'sprite' (the sprite's own sequence; "
-                       "its output canvas is the sprite size when a layer sequence follows, else the image), then "
-                       "stage 'layer' (output: the image), stage 'background' for the background; 'beta' is the "
-                       "raw head output",
+    "its output canvas is the sprite size when a layer sequence follows, else the image), then "
+    "stage 'layer' (output: the image), stage 'background' for the background; 'beta' is the "
+    "raw head output",
     **describe_conventions(),
     "placement": "all spatial modules of the layer combined: center_px = where the sprite's centre lands in the "
-                 "image; scale = image pixels per sprite pixel (geometric mean; scale_xy per sprite axis); "
-                 "rotation_deg = angle of the sprite's x axis in the image, positive = clockwise on screen "
-                 "(y points down); size_px = [height, width] of the whole sprite canvas in the image (its mask may fill "
-                 "only part of it); bbox_px = [x0, y0, x1, y1) of the layer's mask above 0.5; null when empty",
+    "image; scale = image pixels per sprite pixel (geometric mean; scale_xy per sprite axis); "
+    "rotation_deg = angle of the sprite's x axis in the image, positive = clockwise on screen "
+    "(y points down); size_px = [height, width] of the whole sprite canvas in the image (its mask may fill "
+    "only part of it); bbox_px = [x0, y0, x1, y1) of the layer's mask above 0.5; null when empty",
     "reconstruction_mse": "mean over channels and pixels of (reconstruction - input)^2, images in [0, 1]",
 }
 
@@ -151,8 +152,9 @@ class TrainedRun:
     def image_size(self) -> tuple[int, int]:
         return tuple(self.model.img_size)
 
-    def decompose(self, images, batch_size: int = 32, progress: bool = False,
-                  names: list[str] | None = None, crop: str = "none") -> list[ImageDecomposition]:
+    def decompose(
+        self, images, batch_size: int = 32, progress: bool = False, names: list[str] | None = None, crop: str = "none"
+    ) -> list[ImageDecomposition]:
         """Explain images: a tensor (B, C, H, W) in [0, 1] or a list of image files.
 
         crop="center" cuts each image to the model's aspect ratio around its centre before
@@ -179,8 +181,9 @@ class TrainedRun:
                 loaded = [load_image(p, self.model.C, self.image_size, crop) for p in sources[start:stop]]
                 batch = torch.stack([x for x, _ in loaded])
                 original = [size for _, size in loaded]
-            results += self._decompose_batch(batch.to(self.device), names[start:stop], sources[start:stop], original,
-                                             crop)
+            results += self._decompose_batch(
+                batch.to(self.device), names[start:stop], sources[start:stop], original, crop
+            )
         return results
 
     @torch.no_grad()
@@ -203,11 +206,19 @@ class TrainedRun:
                 "background": self._background_terms(out, b),
                 "conventions": CONVENTIONS,
             }
-            results.append(ImageDecomposition(
-                name=name, image=images[b].cpu(), recon=out.recon[b].clamp(0, 1).cpu(),
-                layer_colors=colors[:, b], layer_masks=masks[:, b],
-                background=out.background[b].cpu() if out.has_background else None,
-                instances=instances[b].cpu(), semantic=semantic[b].cpu(), objects=objects))
+            results.append(
+                ImageDecomposition(
+                    name=name,
+                    image=images[b].cpu(),
+                    recon=out.recon[b].clamp(0, 1).cpu(),
+                    layer_colors=colors[:, b],
+                    layer_masks=masks[:, b],
+                    background=out.background[b].cpu() if out.has_background else None,
+                    instances=instances[b].cpu(),
+                    semantic=semantic[b].cpu(),
+                    objects=objects,
+                )
+            )
         return results
 
     def _layer_terms(self, out, instances, b: int, l: int) -> dict:
@@ -261,8 +272,9 @@ class TrainedRun:
                 entries.append({"stage": "background", **terms})
         return {"index": m, "transformations": entries}
 
-    def decompose_folder(self, images_dir: str | Path, out: str | Path, batch_size: int = 32,
-                         progress: bool = True, crop: str = "none") -> list[Path]:
+    def decompose_folder(
+        self, images_dir: str | Path, out: str | Path, batch_size: int = 32, progress: bool = True, crop: str = "none"
+    ) -> list[Path]:
         """Decompose every image file of a folder into out/<stem>/; return the folders written."""
         files, out = list_image_files(images_dir), Path(out)
         stems = [p.stem for p in files]
@@ -277,8 +289,9 @@ class TrainedRun:
         return folders
 
 
-def load_run(run_dir: str | Path | None = None, checkpoint: str | Path | None = None,
-             device: str | torch.device = "cpu") -> TrainedRun:
+def load_run(
+    run_dir: str | Path | None = None, checkpoint: str | Path | None = None, device: str | torch.device = "cpu"
+) -> TrainedRun:
     """The model of a run folder (its model.pkl) or of a checkpoint file, in eval mode."""
     source = Path(checkpoint or run_dir)
     model, ckpt = load_trained_model(source, device)
@@ -286,14 +299,16 @@ def load_run(run_dir: str | Path | None = None, checkpoint: str | Path | None = 
 
 
 # ---- where an object lands -----------------------------------------------------------------
-def placement(chain: torch.Tensor, sprite_size: tuple[int, int], img_size: tuple[int, int],
-              mask: torch.Tensor) -> dict:
+def placement(chain: torch.Tensor, sprite_size: tuple[int, int], img_size: tuple[int, int], mask: torch.Tensor) -> dict:
     """Where a sprite lands in the image, from the product of its modules' matrices."""
     (h, w), (H, W) = sprite_size, img_size
     centre, jac = input_landing(chain)
     # Normalised units to pixels: image W/2 px per unit, sprite w/2 px per unit.
-    to_px = torch.diag(torch.tensor([W / 2, H / 2], dtype=torch.float64)) @ jac \
+    to_px = (
+        torch.diag(torch.tensor([W / 2, H / 2], dtype=torch.float64))
+        @ jac
         @ torch.diag(torch.tensor([2 / w, 2 / h], dtype=torch.float64))
+    )
     scale_xy = [float(to_px[:, 0].norm()), float(to_px[:, 1].norm())]
     ys, xs = mask.nonzero(as_tuple=True)
     bbox = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if xs.numel() else None

@@ -24,8 +24,10 @@ def list_image_files(folder: str | Path) -> list[Path]:
     if not folder.exists():
         raise DataError(f"image folder {folder} not found")
     if not folder.is_dir():
-        raise DataError(f"--images {folder} is a file, not a folder; expected a folder of images "
-                        "(put a single image in a folder of its own)")
+        raise DataError(
+            f"--images {folder} is a file, not a folder; expected a folder of images "
+            "(put a single image in a folder of its own)"
+        )
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"folder {folder} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -47,8 +49,9 @@ def count_stretched(files: list[Path], size: tuple[int, int]) -> int:
     return sum(h * W != w * H for h, w in map(image_size, files))
 
 
-def load_image(path: str | Path, n_channels: int, size: tuple[int, int],
-               crop: str = "none") -> tuple[torch.Tensor, tuple[int, int]]:
+def load_image(
+    path: str | Path, n_channels: int, size: tuple[int, int], crop: str = "none"
+) -> tuple[torch.Tensor, tuple[int, int]]:
     """An image file as (C, H, W) in [0, 1] at `size`, with its original (H, W)."""
     img = open_image(Path(path), "RGB" if n_channels == 3 else "L")
     return fit_to_model(to_tensor(img), size, crop), (img.height, img.width)
@@ -69,4 +72,4 @@ def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     scale = min(h / H, w / W)
     ch, cw = max(1, round(H * scale)), max(1, round(W * scale))
     top, left = (h - ch) // 2, (w - cw) // 2
-    return x[..., top:top + ch, left:left + cw]
+    return x[..., top : top + ch, left : left + cw]

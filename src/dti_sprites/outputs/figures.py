@@ -53,8 +53,15 @@ def _first_images(dataset, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def write_final_figures(model, dataset, folder: Path, device, fill_background: bool = False,
-                        n_images: int = N_FIGURE_IMAGES, batch_size: int = 32) -> dict[str, Path]:
+def write_final_figures(
+    model,
+    dataset,
+    folder: Path,
+    device,
+    fill_background: bool = False,
+    n_images: int = N_FIGURE_IMAGES,
+    batch_size: int = 32,
+) -> dict[str, Path]:
     """Segmentations, reconstructions and layers of the first n images of `dataset`.
 
     fill_background follows the evaluation (`eval_with_bkg: false`), so that the pictures
@@ -69,7 +76,7 @@ def write_final_figures(model, dataset, folder: Path, device, fill_background: b
     parts = {"recon": [], "inst": [], "sem": [], "layers": []}
     try:
         for start_i in range(0, images.shape[0], batch_size):
-            batch = images[start_i:start_i + batch_size].to(device)
+            batch = images[start_i : start_i + batch_size].to(device)
             out, inst, sem = explain(model, batch, fill_background)
             # (L, B, C, H, W) each layer over light grey: distinct from the white grid lines
             layers = out.object_colors * out.object_masks + LAYER_BACKDROP * (1 - out.object_masks)
@@ -119,8 +126,9 @@ def _over_checkerboard(color: torch.Tensor, mask: torch.Tensor, cell: int, dark:
     return to_pil(out)
 
 
-def _sheet(cells: list[tuple[str, Image.Image]], per_row: int, cell: int, label_h: int = 16,
-           pad: int = 6) -> Image.Image:
+def _sheet(
+    cells: list[tuple[str, Image.Image]], per_row: int, cell: int, label_h: int = 16, pad: int = 6
+) -> Image.Image:
     """Lay labelled cells out on white, `per_row` per row."""
     rows = math.ceil(len(cells) / per_row)
     sheet = Image.new("RGB", (pad + per_row * (cell + pad), pad + rows * (cell + label_h + pad)), "white")
@@ -161,11 +169,18 @@ def decomposition_strip(results: list[ImageDecomposition], path: str | Path, cel
         images = [(label, _over_checkerboard(x, torch.ones_like(x[:1]), cell)) for label, x in row]
         for layer in range(1, result.layer_colors.shape[0] + 1):
             sprite = result.objects["layers"][layer - 1]["sprite"]
-            images.append((f"layer {layer} (sprite {sprite})",
-                           _over_checkerboard(result.layer_colors[layer - 1], result.layer_masks[layer - 1], cell)))
+            images.append(
+                (
+                    f"layer {layer} (sprite {sprite})",
+                    _over_checkerboard(result.layer_colors[layer - 1], result.layer_masks[layer - 1], cell),
+                )
+            )
         n_layers = result.layer_colors.shape[0]
         n_labels = result.objects["n_sprites"] + 2
-        for label, labels, n in (("instances", result.instances, n_layers + 1), ("semantic", result.semantic, n_labels)):
+        for label, labels, n in (
+            ("instances", result.instances, n_layers + 1),
+            ("semantic", result.semantic, n_labels),
+        ):
             coloured = colorize(labels[None], n)[0]
             images.append((label, _over_checkerboard(coloured, torch.ones_like(coloured[:1]), cell)))
         per_row = per_row or len(images)

@@ -30,31 +30,43 @@ OPTIONAL = {"images/backgrounds.png", "images/backgrounds.gif"}  # models withou
 
 # (section title, [(file under the run folder, caption)])
 SECTIONS = [
-    ("Sprites", [
-        ("images/masked_sprites.png", "sprites × masks"),
-        ("images/masked_sprites.gif", "evolution during training"),
-        ("images/sprites.png", "appearances"),
-        ("images/sprites.gif", "appearances during training"),
-        ("images/masks.png", "masks"),
-        ("images/masks.gif", "masks during training"),
-        ("images/backgrounds.png", "backgrounds"),
-        ("images/backgrounds.gif", "backgrounds during training"),
-    ]),
-    ("Curves", [
-        ("plots/loss.png", "loss: training, validation, final (★)"),
-        ("plots/proportions.png", "share of each sprite (colours as in the semantic segmentation)"),
-        ("plots/scores.png", "scores: validation and final (★)"),
-    ]),
-    ("Decompositions", [
-        ("images/segmentation_instances.png", "input | reconstruction | instances (one colour per layer)"),
-        ("images/segmentation_semantic.png", "input | reconstruction | sprites (colours in the legend below)"),
-        ("images/layers_32.png", "input | reconstruction | object layers"),
-        ("images/reconstructions_32.png", "input | reconstruction"),
-        ("images/transformed_sprites.png", "every sprite as placed: a row per fixed training image and layer "
-                                           "(image 1 layer 1, image 1 layer 2, ...), a column per sprite"),
-        ("images/transformed_sprites.gif", "the same during training"),
-        ("images/reconstructions.png", "4 fixed images and their reconstructions"),
-    ]),
+    (
+        "Sprites",
+        [
+            ("images/masked_sprites.png", "sprites × masks"),
+            ("images/masked_sprites.gif", "evolution during training"),
+            ("images/sprites.png", "appearances"),
+            ("images/sprites.gif", "appearances during training"),
+            ("images/masks.png", "masks"),
+            ("images/masks.gif", "masks during training"),
+            ("images/backgrounds.png", "backgrounds"),
+            ("images/backgrounds.gif", "backgrounds during training"),
+        ],
+    ),
+    (
+        "Curves",
+        [
+            ("plots/loss.png", "loss: training, validation, final (★)"),
+            ("plots/proportions.png", "share of each sprite (colours as in the semantic segmentation)"),
+            ("plots/scores.png", "scores: validation and final (★)"),
+        ],
+    ),
+    (
+        "Decompositions",
+        [
+            ("images/segmentation_instances.png", "input | reconstruction | instances (one colour per layer)"),
+            ("images/segmentation_semantic.png", "input | reconstruction | sprites (colours in the legend below)"),
+            ("images/layers_32.png", "input | reconstruction | object layers"),
+            ("images/reconstructions_32.png", "input | reconstruction"),
+            (
+                "images/transformed_sprites.png",
+                "every sprite as placed: a row per fixed training image and layer "
+                "(image 1 layer 1, image 1 layer 2, ...), a column per sprite",
+            ),
+            ("images/transformed_sprites.gif", "the same during training"),
+            ("images/reconstructions.png", "4 fixed images and their reconstructions"),
+        ],
+    ),
 ]
 
 SCORE_MEANINGS = {
@@ -102,12 +114,16 @@ def _data_uri(path: Path) -> str:
 
 def _figure(path: Path, caption: str, rel: str) -> str:
     if path.stat().st_size > MAX_EMBED_BYTES:
-        return f'<figure><a href="{html.escape(rel)}">{html.escape(rel)}</a><figcaption>{html.escape(caption)} ' \
-               f'(too large to embed)</figcaption></figure>'
+        return (
+            f'<figure><a href="{html.escape(rel)}">{html.escape(rel)}</a><figcaption>{html.escape(caption)} '
+            f"(too large to embed)</figcaption></figure>"
+        )
     width = _shown_width(path)
     style = f' style="width:{width}px"' if width else ""
-    return f'<figure><img src="{_data_uri(path)}" alt="{html.escape(rel)}"{style}>' \
-           f'<figcaption>{html.escape(caption)}</figcaption></figure>'
+    return (
+        f'<figure><img src="{_data_uri(path)}" alt="{html.escape(rel)}"{style}>'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def _shown_width(path: Path) -> int | None:
@@ -158,8 +174,9 @@ def _header(run: Path, info: dict | None, config: dict) -> str:
     """Status badge and the facts of the run, from run_info.json (or what the folder shows)."""
     rows = []
     if info is None:
-        last = read_metrics(run / "train_metrics.tsv").get("iteration", []) \
-            + read_metrics(run / "val_metrics.tsv").get("iteration", [])
+        last = read_metrics(run / "train_metrics.tsv").get("iteration", []) + read_metrics(run / "val_metrics.tsv").get(
+            "iteration", []
+        )
         badge = "<span class='status unknown'>status unknown</span>"
         rows.append(("status", "run_info.json is absent: a run written before it existed, or still training"))
         if last:
@@ -169,11 +186,21 @@ def _header(run: Path, info: dict | None, config: dict) -> str:
         badge = f"<span class='status {kind}'>{html.escape(info['status_text'])}</span>"
         done, planned = info["iterations"], info["planned_iterations"]
         share = 100 * done / max(planned, 1)
-        rows.append(("iterations", f"{done:,} of {planned:,} planned ({share:.{1 if share < 10 else 0}f}%), "
-                                   f"{info['epochs']} epoch{'' if info['epochs'] == 1 else 's'}"))
+        rows.append(
+            (
+                "iterations",
+                f"{done:,} of {planned:,} planned ({share:.{1 if share < 10 else 0}f}%), "
+                f"{info['epochs']} epoch{'' if info['epochs'] == 1 else 's'}",
+            )
+        )
         budget = f" (time budget {info['time_budget']:g} s)" if info.get("time_budget") else ""
-        rows.append(("wall time", f"{_duration(info['wall_seconds'])}{budget}: training and validations, "
-                                  "all sessions; final evaluation excluded"))
+        rows.append(
+            (
+                "wall time",
+                f"{_duration(info['wall_seconds'])}{budget}: training and validations, "
+                "all sessions; final evaluation excluded",
+            )
+        )
         processes = f" × {info['processes']} processes" if info.get("processes", 1) > 1 else ""
         rows.append(("machine", f"{info['machine']} ({info['device']}){processes}"))
         rows.append(("seed", str(info["seed"])))
@@ -199,10 +226,14 @@ def _scores_section(run: Path, scores: dict, info: dict | None, config: dict) ->
     rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td>"
         + (f"<td>{_fmt(last_val[k]) if k in last_val else ''}</td>" if last_val else "")
-        + f"<td class='why'>{html.escape(meanings.get(k, ''))}</td></tr>" for k, v in headline.items())
-    out = [f"<p>Final scores on <b>{html.escape(words['eval'])}</b> (the eval split); validation curves and "
-           f"the last validation on <b>{html.escape(words['val'])}</b>.</p>",
-           f"<table><tr><th>score</th><th>final</th>{val_head}<th>what it measures</th></tr>{rows}</table>"]
+        + f"<td class='why'>{html.escape(meanings.get(k, ''))}</td></tr>"
+        for k, v in headline.items()
+    )
+    out = [
+        f"<p>Final scores on <b>{html.escape(words['eval'])}</b> (the eval split); validation curves and "
+        f"the last validation on <b>{html.escape(words['val'])}</b>.</p>",
+        f"<table><tr><th>score</th><th>final</th>{val_head}<th>what it measures</th></tr>{rows}</table>",
+    ]
     if per_class:
         out.append(_per_class_table(per_class, info, config))
     return "".join(out)
@@ -210,7 +241,7 @@ def _scores_section(run: Path, scores: dict, info: dict | None, config: dict) ->
 
 def _per_class_table(per_class: dict, info: dict | None, config: dict) -> str:
     prefix = next(iter(per_class)).split("_", 1)[0] + "_"
-    suffixes = [k[len(prefix):] for k in per_class]
+    suffixes = [k[len(prefix) :] for k in per_class]
     ids = [int(s) for s in suffixes if s.isdigit()]
     n_classes = (info or {}).get("n_classes") or (max(ids) + 1 if ids else 0)
     dataset = (info or {}).get("dataset") or config.get("dataset", {}).get("name")
@@ -219,12 +250,17 @@ def _per_class_table(per_class: dict, info: dict | None, config: dict) -> str:
     kind = (info or {}).get("benchmark") or ("multi_object" if prefix == "iou_" else "clustering")
     note = classes_note(n_classes, model.get("n_sprites"), bool(model.get("add_empty_sprite")), kind)
     what = "IoU" if prefix == "iou_" else "accuracy"
-    rows = "".join(f"<tr><td>{html.escape(s)}</td>"
-                   f"<td class='name'>{html.escape(names[int(s)] if s.isdigit() and int(s) < len(names) else s)}</td>"
-                   f"<td>{_fmt(per_class[prefix + s])}</td></tr>" for s in suffixes)
-    return (f"<details open><summary>{what} of each class ({len(suffixes)})</summary>"
-            f"<p class='meta'>{html.escape(note)}</p>"
-            f"<table><tr><th>class</th><th>name</th><th>{what}</th></tr>{rows}</table></details>")
+    rows = "".join(
+        f"<tr><td>{html.escape(s)}</td>"
+        f"<td class='name'>{html.escape(names[int(s)] if s.isdigit() and int(s) < len(names) else s)}</td>"
+        f"<td>{_fmt(per_class[prefix + s])}</td></tr>"
+        for s in suffixes
+    )
+    return (
+        f"<details open><summary>{what} of each class ({len(suffixes)})</summary>"
+        f"<p class='meta'>{html.escape(note)}</p>"
+        f"<table><tr><th>class</th><th>name</th><th>{what}</th></tr>{rows}</table></details>"
+    )
 
 
 def _sprite_legend(config: dict) -> str:
@@ -233,8 +269,9 @@ def _sprite_legend(config: dict) -> str:
     n = model.get("n_sprites")
     if not isinstance(n, int) or n < 1:
         return ""
-    swatches = "".join(f"<span class='swatch'><b style='background:{_hex(sprite_colour(k))}'></b>sprite {k}</span>"
-                       for k in range(n))
+    swatches = "".join(
+        f"<span class='swatch'><b style='background:{_hex(sprite_colour(k))}'></b>sprite {k}</span>" for k in range(n)
+    )
     extra = "<span class='swatch'><b style='background:#000'></b>no object (background)</span>"
     return f"<div>{swatches}{extra}</div>"
 
@@ -254,12 +291,14 @@ def build_report(run_dir: str | Path) -> str:
     run = Path(run_dir)
     title = f"{run.parent.name} / {run.name}"
     info, config = read_run_info(run), _read_yaml(run / "config.yml")
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{STYLE}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>",
-             f"<p class='meta'>DTI-Sprites run report, written {datetime.datetime.now():%Y-%m-%d %H:%M} "
-             f"from {html.escape(str(run.resolve()))}</p>",
-             _header(run, info, config)]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='meta'>DTI-Sprites run report, written {datetime.datetime.now():%Y-%m-%d %H:%M} "
+        f"from {html.escape(str(run.resolve()))}</p>",
+        _header(run, info, config),
+    ]
     scores_path = run / "final_scores.json"
     parts.append("<h2>Final scores</h2>")
     if scores_path.is_file():
@@ -283,13 +322,18 @@ def build_report(run_dir: str | Path) -> str:
             parts.append(f"<h2>{section}</h2>" + "".join(figures))
     parts.append("<h2>Config</h2>")
     config_path = run / "config.yml"
-    parts.append(f"<pre>{html.escape(config_path.read_text())}</pre>" if config_path.is_file()
-                 else "<p class='missing'>config.yml is absent.</p>")
+    parts.append(
+        f"<pre>{html.escape(config_path.read_text())}</pre>"
+        if config_path.is_file()
+        else "<p class='missing'>config.yml is absent.</p>"
+    )
     log_tail = _last_lines(run / "train.log", 25)
     if log_tail:
         parts.append(f"<h2>End of train.log</h2><pre>{html.escape(log_tail)}</pre>")
     if missing:
-        parts.append("<p class='missing'>Not in this run folder: " + ", ".join(html.escape(m) for m in missing) + "</p>")
+        parts.append(
+            "<p class='missing'>Not in this run folder: " + ", ".join(html.escape(m) for m in missing) + "</p>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -49,16 +49,16 @@ def summarize(run_dirs: list[str | Path], scores_file: str = SCORES_FILE) -> dic
     """
     per_run, missing = read_scores(run_dirs, scores_file)
     if not per_run:
-        raise DTISpritesError("no run to summarise: none of " + ", ".join(str(p) for p in map(Path, run_dirs))
-                              + f" holds {scores_file}")
+        raise DTISpritesError(
+            "no run to summarise: none of " + ", ".join(str(p) for p in map(Path, run_dirs)) + f" holds {scores_file}"
+        )
     names = list(per_run)
     keys = list(dict.fromkeys(k for scores in per_run.values() for k in scores))
     table = {}
     for key in keys:
         values = [per_run[name][key] for name in names if key in per_run[name]]
         mean, std = mean_std(values)
-        table[key] = {"mean": mean, "std": std, "n": len(values),
-                      "values": [per_run[name].get(key) for name in names]}
+        table[key] = {"mean": mean, "std": std, "n": len(values), "values": [per_run[name].get(key) for name in names]}
     return {"runs": names, "missing": [str(p) for p in missing], "scores": table}
 
 
@@ -73,9 +73,14 @@ def to_tsv(summary: dict) -> str:
 
 def to_markdown(summary: dict, title: str = "Final scores") -> str:
     names = summary["runs"]
-    lines = [f"## {title}", "",
-             f"Mean ± sample standard deviation over {len(names)} run(s): {', '.join(names)}.", "",
-             "| score | mean ± std | n |", "|---|---|---|"]
+    lines = [
+        f"## {title}",
+        "",
+        f"Mean ± sample standard deviation over {len(names)} run(s): {', '.join(names)}.",
+        "",
+        "| score | mean ± std | n |",
+        "|---|---|---|",
+    ]
     for key, row in summary["scores"].items():
         lines.append(f"| {key} | {row['mean']:.4f} ± {row['std']:.4f} | {row['n']} |")
     if summary["missing"]:
@@ -83,8 +88,9 @@ def to_markdown(summary: dict, title: str = "Final scores") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(run_dirs: list[str | Path], out_prefix: str | Path, title: str = "Final scores",
-                  scores_file: str = SCORES_FILE) -> dict:
+def write_summary(
+    run_dirs: list[str | Path], out_prefix: str | Path, title: str = "Final scores", scores_file: str = SCORES_FILE
+) -> dict:
     """Write <out_prefix>.tsv and <out_prefix>.md; return the summary."""
     summary = summarize(run_dirs, scores_file)
     out = Path(out_prefix)

@@ -44,8 +44,13 @@ def run_curve(run_dir: Path, metric: str) -> tuple[list[float], list[float], flo
     return minutes, val[metric], heldout
 
 
-def time_curves(runs: dict[str, Path], references: dict[str, list[tuple[float, float]]], out: Path,
-                metric: str = "ari_fg", title: str = "") -> Path:
+def time_curves(
+    runs: dict[str, Path],
+    references: dict[str, list[tuple[float, float]]],
+    out: Path,
+    metric: str = "ari_fg",
+    title: str = "",
+) -> Path:
     """Write a PNG of `metric` against minutes: one line per run (validation points, a star at
     its held-out score), one dashed line per reference."""
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -55,8 +60,9 @@ def time_curves(runs: dict[str, Path], references: dict[str, list[tuple[float, f
         if heldout is not None:
             ax.plot([minutes[-1]], [heldout], "*", markersize=12, color=f"C{i}", label=f"{label}: held-out, end")
     for j, (label, points) in enumerate(references.items()):
-        ax.plot([m for m, _ in points], [s for _, s in points], "--", marker="x", color=f"C{len(runs) + j}",
-                label=label)
+        ax.plot(
+            [m for m, _ in points], [s for _, s in points], "--", marker="x", color=f"C{len(runs) + j}", label=label
+        )
     ax.set(xlabel="minutes of training", ylabel=metric, ylim=(0, 1), title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="lower right")

@@ -58,8 +58,14 @@ class ResidentImages(_ImageSource):
     """All training images as uint8 (N, C, H, W) on `device`; batches come out as floats."""
 
     def __init__(self, dataset, device: torch.device, n_workers: int = 0, progress: bool = True):
-        loader = DataLoader(dataset, batch_size=256, shuffle=False, num_workers=n_workers,
-                            collate_fn=_collate_uint8, generator=_private_generator())
+        loader = DataLoader(
+            dataset,
+            batch_size=256,
+            shuffle=False,
+            num_workers=n_workers,
+            collate_fn=_collate_uint8,
+            generator=_private_generator(),
+        )
         chunks = list(tqdm(loader, desc="loading images", disable=not progress, leave=False))
         self.images = torch.cat(chunks).to(device)  # (N, C, H, W) uint8
         self.device = device
@@ -99,9 +105,15 @@ class StreamedImages(_ImageSource):
         """The batches of `index_chunks`, in order, read ahead by the workers."""
         pin = self.device.type == "cuda"
         prefetch = PREFETCH_BATCHES_PER_WORKER if self.n_workers > 0 else None
-        loader = DataLoader(self.dataset, batch_sampler=[chunk.tolist() for chunk in index_chunks],
-                            num_workers=self.n_workers, collate_fn=_collate_uint8, pin_memory=pin,
-                            prefetch_factor=prefetch, generator=_private_generator())
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=[chunk.tolist() for chunk in index_chunks],
+            num_workers=self.n_workers,
+            collate_fn=_collate_uint8,
+            pin_memory=pin,
+            prefetch_factor=prefetch,
+            generator=_private_generator(),
+        )
         for images in loader:
             yield images.to(self.device, non_blocking=pin).float().div_(255)
 

@@ -52,8 +52,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     except pickle.UnpicklingError as err:
         culprit = re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+)", str(err))
         what = f" ({culprit.group(1)})" if culprit else ""
-        raise CheckpointError(f"checkpoint {path} was refused: it holds more than tensors and plain values{what}, "
-                              "and loading it could run code") from None
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it holds more than tensors and plain values{what}, "
+            "and loading it could run code"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path} is unreadable or truncated: {first_line(err, 160)}") from None
 
@@ -88,8 +90,10 @@ def load_trained_model(path: str | Path, device="cpu"):
 
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict) or not {"model_kwargs", "model_state"} <= set(ckpt):
-        raise CheckpointError(f"checkpoint {path} holds no model_kwargs and model_state; expected a model.pkl "
-                              "written by dti-sprites training")
+        raise CheckpointError(
+            f"checkpoint {path} holds no model_kwargs and model_state; expected a model.pkl "
+            "written by dti-sprites training"
+        )
     kwargs = ckpt["model_kwargs"]
     C, (H, W) = kwargs["n_channels"], kwargs["img_size"]
     # Data-driven initialisations are overwritten by the saved weights: feed them blanks.
@@ -97,8 +101,9 @@ def load_trained_model(path: str | Path, device="cpu"):
     try:
         model.load_state_dict(ckpt["model_state"])
     except RuntimeError as err:
-        raise CheckpointError(f"checkpoint {path}: its weights do not fit the model its config describes: "
-                              f"{first_line(err)}") from None
+        raise CheckpointError(
+            f"checkpoint {path}: its weights do not fit the model its config describes: {first_line(err)}"
+        ) from None
     return model.to(device).eval(), ckpt
 
 
@@ -111,8 +116,10 @@ def check_compatible(saved: dict, current: dict) -> None:
     saved = {**{k: key.default for k, key in SCHEMA["model"].items() if k not in saved}, **saved}
     differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differ:
-        raise CheckpointError("checkpoint was trained with another model config; keys that differ: "
-                              + ", ".join(f"model.{k} ({saved.get(k)!r} vs {current.get(k)!r})" for k in differ))
+        raise CheckpointError(
+            "checkpoint was trained with another model config; keys that differ: "
+            + ", ".join(f"model.{k} ({saved.get(k)!r} vs {current.get(k)!r})" for k in differ)
+        )
 
 
 def find_latest_run(runs_root: str | Path, dataset: str, tag: str) -> Path | None:
@@ -120,7 +127,11 @@ def find_latest_run(runs_root: str | Path, dataset: str, tag: str) -> Path | Non
     folder = Path(runs_root) / dataset
     if not folder.is_dir():
         return None
-    candidates = [p for p in folder.iterdir()
-                  if p.is_dir() and (p / CHECKPOINT_NAME).is_file()
-                  and (p.name.split("_", 1)[-1] == tag or p.name.split("_", 1)[-1].rsplit("_", 1)[0] == tag)]
+    candidates = [
+        p
+        for p in folder.iterdir()
+        if p.is_dir()
+        and (p / CHECKPOINT_NAME).is_file()
+        and (p.name.split("_", 1)[-1] == tag or p.name.split("_", 1)[-1].rsplit("_", 1)[0] == tag)
+    ]
     return max(candidates, key=lambda p: (p / CHECKPOINT_NAME).stat().st_mtime, default=None)

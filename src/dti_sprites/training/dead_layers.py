@@ -28,7 +28,9 @@ import torch
 from ..model.heads import HeadBank
 
 
-def layer_areas(masks: torch.Tensor, sprite_idx: torch.Tensor, empty_index: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def layer_areas(
+    masks: torch.Tensor, sprite_idx: torch.Tensor, empty_index: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per object layer: summed mean drawn mask, and how many images it covers. No host sync.
 
     masks (L, B, 1, H, W) of the object layers; sprite_idx (L, B); images that chose the empty

@@ -71,7 +71,7 @@ def all_reduce_gradients(parameters, world_size: int) -> None:
     flat /= world_size
     offset = 0
     for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
 
 
@@ -103,10 +103,16 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and across_ranks()):
             return super().forward(x)
-        return global_batch_norm(x, self.running_mean if self.track_running_stats else None,
-                                 self.running_var if self.track_running_stats else None,
-                                 self.weight, self.bias, self.momentum, self.eps,
-                                 self.num_batches_tracked if self.track_running_stats else None)
+        return global_batch_norm(
+            x,
+            self.running_mean if self.track_running_stats else None,
+            self.running_var if self.track_running_stats else None,
+            self.weight,
+            self.bias,
+            self.momentum,
+            self.eps,
+            self.num_batches_tracked if self.track_running_stats else None,
+        )
 
 
 def use_global_batchnorm(module: nn.Module) -> nn.Module:
@@ -121,8 +127,9 @@ def use_global_batchnorm(module: nn.Module) -> nn.Module:
 def _swap_batchnorm(module: nn.Module) -> nn.Module:
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d) and not isinstance(child, GlobalBatchNorm2d):
-            replacement = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                            child.track_running_stats)
+            replacement = GlobalBatchNorm2d(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
             replacement.load_state_dict(child.state_dict())
             replacement.to(child.weight.device if child.affine else child.running_mean.device)
             setattr(module, name, replacement)

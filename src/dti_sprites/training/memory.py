@@ -48,14 +48,14 @@ def meta_model(model_cfg: dict, img_size: tuple[int, int], n_channels: int) -> D
         return DTISprites(shapes_only, img_size, n_channels)
 
 
-def estimate_training_memory(model_cfg: dict, img_size: tuple[int, int], n_channels: int,
-                             batch_size: int) -> MemoryEstimate:
+def estimate_training_memory(
+    model_cfg: dict, img_size: tuple[int, int], n_channels: int, batch_size: int
+) -> MemoryEstimate:
     model = meta_model(model_cfg, img_size, n_channels)
     n_params = sum(p.numel() for p in model.parameters())
     H, W = img_size
     candidates = model.L * model.n_candidates * batch_size * (n_channels + 2) * H * W  # floats of one rendering
-    return MemoryEstimate(n_params * PARAMETER_COPIES * BYTES_PER_FLOAT,
-                          candidates * RENDER_COPIES * BYTES_PER_FLOAT)
+    return MemoryEstimate(n_params * PARAMETER_COPIES * BYTES_PER_FLOAT, candidates * RENDER_COPIES * BYTES_PER_FLOAT)
 
 
 def free_memory(device: torch.device) -> int | None:
@@ -87,4 +87,5 @@ def check_training_memory(cfg: dict, img_size: tuple[int, int], n_channels: int,
         f"model.n_sprites={model_cfg['n_sprites']} with training.batch_size={batch_size} needs about "
         f"{need.total / GIB:.1f} GiB ({need.parameters / GIB:.1f} for parameters, gradients and Adam's state, "
         f"{need.rendering / GIB:.1f} to render every candidate sprite of one batch) but {free / GIB:.1f} GiB of "
-        f"{where} is free; lower model.n_sprites or training.batch_size")
+        f"{where} is free; lower model.n_sprites or training.batch_size"
+    )

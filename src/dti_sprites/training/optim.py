@@ -27,8 +27,7 @@ class EncoderRepeatAdam(torch.optim.Adam):
     loads under any k.
     """
 
-    def __init__(self, groups: list[dict], encoder_params: list[torch.nn.Parameter], encoder_steps: int,
-                 **kwargs):
+    def __init__(self, groups: list[dict], encoder_params: list[torch.nn.Parameter], encoder_steps: int, **kwargs):
         super().__init__(groups, **kwargs)
         self.encoder_params, self.encoder_steps = list(encoder_params), encoder_steps
 
@@ -54,8 +53,13 @@ def build_optimizer(model, opt_cfg: dict) -> EncoderRepeatAdam:
     """
     groups = []
     for name, params in (("cluster", model.cluster_parameters()), ("transformer", model.transformer_parameters())):
-        group = {"params": params, "name": name, "lr": opt_cfg["lr"], "weight_decay": opt_cfg["weight_decay"],
-                 "betas": tuple(opt_cfg["betas"])}
+        group = {
+            "params": params,
+            "name": name,
+            "lr": opt_cfg["lr"],
+            "weight_decay": opt_cfg["weight_decay"],
+            "betas": tuple(opt_cfg["betas"]),
+        }
         group.update({k: (tuple(v) if k == "betas" else v) for k, v in opt_cfg[name].items()})
         groups.append(group)
     encoder, steps = list(model.encoder.parameters()), opt_cfg["encoder_steps_per_iter"]
@@ -70,7 +74,7 @@ def _factor(sched: dict, gamma: float, epoch: int, n_epochs: int) -> float:
     if name == "multi_step":
         return gamma ** sum(epoch >= m for m in sched["milestones"])
     if name == "exp_lr":
-        return gamma ** epoch
+        return gamma**epoch
     if name == "cosine_annealing":
         span = max(n_epochs - sched["warmup"], 1)
         t = min(max(epoch - sched["warmup"], 0), span)
@@ -88,6 +92,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, sched: dict, n_epochs: int
         def factor(epoch):
             warm = min(1.0, (epoch + 1) / sched["warmup"]) if sched["warmup"] else 1.0
             return warm * _factor(sched, gamma, epoch, n_epochs)
+
         return factor
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, [make(g) for g in gammas])

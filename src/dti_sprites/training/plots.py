@@ -68,12 +68,16 @@ def interval_warnings(run_dir: Path) -> list[str]:
         return []
     done = info["iterations"]
     lines = []
-    for key, what in (("train_stat_interval", "training curves (loss, sprite proportions)"),
-                      ("val_stat_interval", "validation curves")):
+    for key, what in (
+        ("train_stat_interval", "training curves (loss, sprite proportions)"),
+        ("val_stat_interval", "validation curves"),
+    ):
         interval = training.get(key)
         if isinstance(interval, int) and interval > done:
-            lines.append(f"no {what}: training.{key} is {interval}, longer than the {done} iterations run; "
-                         f"set it below {done} (e.g. --set training.{key}={max(1, done // 10)})")
+            lines.append(
+                f"no {what}: training.{key} is {interval}, longer than the {done} iterations run; "
+                f"set it below {done} (e.g. --set training.{key}={max(1, done // 10)})"
+            )
     return lines
 
 
@@ -125,12 +129,23 @@ def _proportions_figure(train, n_sprites):
         for key, label, colour in zip(props, labels, colours):
             ax.bar(its, train[key], bottom=bottom, label=label, color=colour, width=max(its[0] * 0.2, 0.5))
             bottom += train[key][0]
-    ax.set(xlabel="iteration", ylabel="share of layers", ylim=(0, 1),
-           title="sprite proportions (colours as in the semantic segmentation)")
+    ax.set(
+        xlabel="iteration",
+        ylabel="share of layers",
+        ylim=(0, 1),
+        title="sprite proportions (colours as in the semantic segmentation)",
+    )
     handles, labels = ax.get_legend_handles_labels()
     # Reversed so the legend reads top to bottom like the stack.
-    ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="x-small",
-              ncol=1 if len(ids) <= 20 else 2, frameon=False)
+    ax.legend(
+        handles[::-1],
+        labels[::-1],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        fontsize="x-small",
+        ncol=1 if len(ids) <= 20 else 2,
+        frameon=False,
+    )
     return fig
 
 
@@ -148,8 +163,12 @@ def _scores_figure(val, final, final_it, eval_words, val_words):
         if key in final_keys and final_it is not None:
             ax.plot([final_it], [final[key]], "*", markersize=12, color=colour, label=f"{key} final")
             values.append(final[key])
-    ax.set(xlabel="iteration", ylabel="score", ylim=score_limits(values),
-           title=f"scores: validation on {val_words}; ★ final on {eval_words}")
+    ax.set(
+        xlabel="iteration",
+        ylabel="score",
+        ylim=score_limits(values),
+        title=f"scores: validation on {val_words}; ★ final on {eval_words}",
+    )
     ax.title.set_fontsize("small")
     ax.legend(fontsize="small")
     return fig

@@ -60,8 +60,9 @@ def plan_restarts(props: torch.Tensor, threshold: float, rule: str) -> list[tupl
     return list(zip(empty, sources))
 
 
-def reassign_empty_clusters(model, optimizer, counts: torch.Tensor, threshold: float,
-                            rule: str = "split") -> list[tuple[int, int]]:
+def reassign_empty_clusters(
+    model, optimizer, counts: torch.Tensor, threshold: float, rule: str = "split"
+) -> list[tuple[int, int]]:
     """Restart the empty sprites by `rule`; return the (restarted, copied from) pairs."""
     if rule not in REASSIGN_RULES:
         raise ValueError(f"unknown reassignment rule {rule!r}; expected one of {', '.join(REASSIGN_RULES)}")

@@ -104,5 +104,7 @@ def split_descriptions(info: dict | None) -> dict[str, str]:
         return {"eval": "the eval split", "val": "the validation images"}
     n_eval, n_val = info["images"]["eval"], info["images"]["val"]
     first = "the first" if info.get("benchmark") == "multi_object" else "all"
-    return {"eval": f"{first} {n_eval:,} images of the training set",
-            "val": f"{n_val:,} fixed images of the training set"}
+    return {
+        "eval": f"{first} {n_eval:,} images of the training set",
+        "val": f"{n_val:,} fixed images of the training set",
+    }

@@ -79,4 +79,3 @@ def make_gifs(folder: Path) -> list[Path]:
             frames[0].save(target, save_all=True, append_images=frames[1:], duration=GIF_FRAME_MS, loop=0)
             made.append(target)
     return made
-

@@ -23,8 +23,13 @@ class StepStats:
         self.layer_drawn = torch.zeros(n_layers, device=device)  # images counted in layer_area
         self.window_iters = 0
 
-    def add(self, loss: torch.Tensor, sprite_idx: torch.Tensor, object_masks: torch.Tensor | None = None,
-            empty_index: int | None = None) -> None:
+    def add(
+        self,
+        loss: torch.Tensor,
+        sprite_idx: torch.Tensor,
+        object_masks: torch.Tensor | None = None,
+        empty_index: int | None = None,
+    ) -> None:
         """One iteration's mean loss, sprite choices (L, B) and object-layer masks (L, B, 1, H, W);
         queues device work only."""
         self.loss_sum += loss
@@ -48,8 +53,14 @@ class StepStats:
         self.layer_drawn.zero_()
 
     def state_dict(self) -> dict:
-        return {"loss_sum": self.loss_sum, "counts": self.counts, "cluster_counts": self.cluster_counts,
-                "layer_area": self.layer_area, "layer_drawn": self.layer_drawn, "window_iters": self.window_iters}
+        return {
+            "loss_sum": self.loss_sum,
+            "counts": self.counts,
+            "cluster_counts": self.cluster_counts,
+            "layer_area": self.layer_area,
+            "layer_drawn": self.layer_drawn,
+            "window_iters": self.window_iters,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for name in ("loss_sum", "counts", "cluster_counts", "layer_area", "layer_drawn"):

@@ -24,11 +24,25 @@ from ..evaluation import evaluate_model, scores_json
 from ..model.sprites_model import DTISprites, compile_model
 from ..monitoring import Monitor, build_monitor
 from .batches import image_source
-from .checkpoint import (BEST_CHECKPOINT_NAME, CHECKPOINT_NAME, check_compatible, find_latest_run, load_checkpoint,
-                         rng_state, save_checkpoint, set_rng_state)
+from .checkpoint import (
+    BEST_CHECKPOINT_NAME,
+    CHECKPOINT_NAME,
+    check_compatible,
+    find_latest_run,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .dead_layers import dead_layers, restart_layers
-from .distributed import (DistContext, all_reduce_gradients, all_reduce_sum, broadcast_module, broadcast_object,
-                          use_global_batchnorm)
+from .distributed import (
+    DistContext,
+    all_reduce_gradients,
+    all_reduce_sum,
+    broadcast_module,
+    broadcast_object,
+    use_global_batchnorm,
+)
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_metrics
 from .reassign import reassign_empty_clusters
@@ -45,9 +59,16 @@ MODEL_NAME = "dti_sprites"
 
 
 class Trainer:
-    def __init__(self, cfg: dict, device: str | torch.device = "cpu", runs_root: str | Path = "runs",
-                 tag: str = "default", progress: bool = True, quiet: bool = False,
-                 dist_ctx: DistContext = DistContext()):
+    def __init__(
+        self,
+        cfg: dict,
+        device: str | torch.device = "cpu",
+        runs_root: str | Path = "runs",
+        tag: str = "default",
+        progress: bool = True,
+        quiet: bool = False,
+        dist_ctx: DistContext = DistContext(),
+    ):
         """Check data and memory, make the run folder, build everything; a failure removes the
         run folder it made, so a run that cannot start leaves nothing behind."""
         self.new_run_dir: Path | None = None  # set once this process has made a fresh run folder
@@ -59,8 +80,9 @@ class Trainer:
                 discard_run_dir(self.new_run_dir)
             raise
 
-    def _setup(self, cfg: dict, device, runs_root, tag: str, progress: bool, quiet: bool,
-               dist_ctx: DistContext) -> None:
+    def _setup(
+        self, cfg: dict, device, runs_root, tag: str, progress: bool, quiet: bool, dist_ctx: DistContext
+    ) -> None:
         self.cfg, self.device, self.dist = cfg, torch.device(device), dist_ctx
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN time its algorithms once
@@ -93,11 +115,17 @@ class Trainer:
         skipped = getattr(self.train_set, "skipped", [])
         if skipped:
             self.log.warning(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}")
-        self.images = image_source(self.train_set, self.device, train_cfg["resident"], train_cfg["n_workers"],
-                                   self.progress)
+        self.images = image_source(
+            self.train_set, self.device, train_cfg["resident"], train_cfg["n_workers"], self.progress
+        )
         init_gen = torch.Generator().manual_seed(self.seed)
-        self.model = DTISprites(cfg["model"], self.train_set.img_size, self.train_set.n_channels,
-                                lambda n: self.images.sample(n, init_gen), self.seed)
+        self.model = DTISprites(
+            cfg["model"],
+            self.train_set.img_size,
+            self.train_set.n_channels,
+            lambda n: self.images.sample(n, init_gen),
+            self.seed,
+        )
         if dist_ctx.enabled:
             use_global_batchnorm(self.model)
         self.model.to(self.device)
@@ -107,8 +135,10 @@ class Trainer:
 
         self.batch_size = train_cfg["batch_size"]
         if self.batch_size % dist_ctx.world_size:
-            raise ConfigError(f"training.batch_size: expected a multiple of the {dist_ctx.world_size} processes, "
-                              f"got {self.batch_size}")
+            raise ConfigError(
+                f"training.batch_size: expected a multiple of the {dist_ctx.world_size} processes, "
+                f"got {self.batch_size}"
+            )
         self.iters_per_epoch = max(len(self.images) // self.batch_size, 1)
         if train_cfg["n_iterations"] is not None:
             self.total_iters = train_cfg["n_iterations"]
@@ -134,9 +164,11 @@ class Trainer:
         self.train_table = self.val_table = None
         self.monitor = Monitor()
         if dist_ctx.is_main:
-            self.train_table = MetricsTable(self.run_dir / "train_metrics.tsv",
-                                            ["iteration", "epoch", "loss", "time_per_img_ms", "lr"]
-                                            + [f"prop_{k}" for k in range(self.model.n_candidates)])
+            self.train_table = MetricsTable(
+                self.run_dir / "train_metrics.tsv",
+                ["iteration", "epoch", "loss", "time_per_img_ms", "lr"]
+                + [f"prop_{k}" for k in range(self.model.n_candidates)],
+            )
             self.train_table.truncate_after(self.iteration)
             if (self.run_dir / "val_metrics.tsv").exists():  # resumed: its columns are known
                 self.val_table = MetricsTable(self.run_dir / "val_metrics.tsv", [])
@@ -146,10 +178,19 @@ class Trainer:
     # ---- state --------------------------------------------------------------------------------
     def state(self) -> dict:
         return {
-            "model_name": MODEL_NAME, "model_kwargs": self.model.kwargs, "model_state": self.model.state_dict(),
-            "optimizer_state": self.optimizer.state_dict(), "scheduler_state": self.scheduler.state_dict(),
-            "epoch": self.epoch, "batch": self.batch_in_epoch, "iteration": self.iteration, "seed": self.seed,
-            "elapsed": self._elapsed(), "best_val_loss": self.best_val_loss, "rng": rng_state(), "config": self.cfg,
+            "model_name": MODEL_NAME,
+            "model_kwargs": self.model.kwargs,
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "scheduler_state": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "batch": self.batch_in_epoch,
+            "iteration": self.iteration,
+            "seed": self.seed,
+            "elapsed": self._elapsed(),
+            "best_val_loss": self.best_val_loss,
+            "rng": rng_state(),
+            "config": self.cfg,
             "step_stats": self.stats.state_dict(),
         }
 
@@ -177,8 +218,9 @@ class Trainer:
                 shutil.copyfile(path, tmp)
                 tmp.replace(self.run_dir / BEST_CHECKPOINT_NAME)
         except OSError as err:
-            raise DTISpritesError(f"cannot write checkpoint {path}: {err.strerror}; the previous checkpoint "
-                                  "is intact") from None
+            raise DTISpritesError(
+                f"cannot write checkpoint {path}: {err.strerror}; the previous checkpoint is intact"
+            ) from None
         return path
 
     def _elapsed(self) -> float:
@@ -193,13 +235,13 @@ class Trainer:
         """This rank's batches for the rest of the current epoch, from batch_in_epoch on."""
         order = self._epoch_order(self.epoch)
         B = self.batch_size
-        chunks = [self._shard(order[b * B:(b + 1) * B]) for b in range(self.batch_in_epoch, self.iters_per_epoch)]
+        chunks = [self._shard(order[b * B : (b + 1) * B]) for b in range(self.batch_in_epoch, self.iters_per_epoch)]
         return iter(self.images.batches(chunks))
 
     def _shard(self, picked: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous part of the global batch."""
         n = picked.shape[0] // self.dist.world_size
-        return picked[self.dist.rank * n:(self.dist.rank + 1) * n]
+        return picked[self.dist.rank * n : (self.dist.rank + 1) * n]
 
     def train_step(self, images: torch.Tensor):
         out = self.model(images)
@@ -237,8 +279,14 @@ class Trainer:
         stats = self.stats
         window_start, timed_iters = time.perf_counter(), 0  # wall time covers this process's iterations only
         batches, batches_epoch = None, None
-        bar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.progress, desc="train",
-                   unit="it", dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total_iters,
+            initial=self.iteration,
+            disable=not self.progress,
+            desc="train",
+            unit="it",
+            dynamic_ncols=True,
+        )
         while self.iteration < stop_at:
             if batches_epoch != self.epoch:
                 batches, batches_epoch = self._epoch_batches(), self.epoch
@@ -253,11 +301,15 @@ class Trainer:
                 self._end_epoch()
 
             if self.iteration % cfg["train_stat_interval"] == 0:
-                mean_loss = float(all_reduce_sum(stats.loss_sum, self.dist)) / (stats.window_iters * self.dist.world_size)
+                mean_loss = float(all_reduce_sum(stats.loss_sum, self.dist)) / (
+                    stats.window_iters * self.dist.world_size
+                )
                 all_reduce_sum(stats.counts, self.dist)
                 if not math.isfinite(mean_loss):
-                    raise DTISpritesError(f"loss became {mean_loss} at iteration {self.iteration}; "
-                                          f"the last good checkpoint is {self.run_dir / CHECKPOINT_NAME}")
+                    raise DTISpritesError(
+                        f"loss became {mean_loss} at iteration {self.iteration}; "
+                        f"the last good checkpoint is {self.run_dir / CHECKPOINT_NAME}"
+                    )
                 seconds = time.perf_counter() - window_start
                 self._log_train(mean_loss, seconds / (timed_iters * self.batch_size), stats.counts)
                 bar.set_postfix(loss=f"{mean_loss:.4g}")
@@ -265,8 +317,9 @@ class Trainer:
                 window_start, timed_iters = time.perf_counter(), 0
             if self.iteration % cfg["check_cluster_interval"] == 0:
                 self._reassign(all_reduce_sum(stats.cluster_counts, self.dist))
-                self._restart_dead_layers(all_reduce_sum(stats.layer_area, self.dist),
-                                          all_reduce_sum(stats.layer_drawn, self.dist))
+                self._restart_dead_layers(
+                    all_reduce_sum(stats.layer_area, self.dist), all_reduce_sum(stats.layer_drawn, self.dist)
+                )
                 stats.reset_cluster_window()
             if self.iteration % cfg["val_stat_interval"] == 0 and self.dist.is_main:
                 self.validate()
@@ -278,22 +331,25 @@ class Trainer:
         return self.iteration < self.total_iters
 
     def _stop_reason(self, budget: float | None, stop) -> str | None:
-        """"budget", "signal" or None; under torchrun rank 0 decides for everyone."""
+        """ "budget", "signal" or None; under torchrun rank 0 decides for everyone."""
         reason = None
         if budget is not None and self._elapsed() >= budget:
             reason = "budget"
             self.log.info(f"iteration {self.iteration}: time budget of {budget:g} s reached")
         elif stop:
             reason = "signal"
-            self.log.info(f"iteration {self.iteration}: signal {stop.signal_name} received; "
-                          f"continue with --set training.resume={self.run_dir}")
+            self.log.info(
+                f"iteration {self.iteration}: signal {stop.signal_name} received; "
+                f"continue with --set training.resume={self.run_dir}"
+            )
         return broadcast_object(reason, self.dist) if self.dist.enabled else reason
 
     def _reassign(self, counts: torch.Tensor) -> None:
         if not self.cfg["model"]["reassign_cluster"] or self.model.sprites_frozen:
             return
-        restarted = reassign_empty_clusters(self.model, self.optimizer, counts, self.empty_threshold,
-                                            self.cfg["model"]["reassign_rule"])
+        restarted = reassign_empty_clusters(
+            self.model, self.optimizer, counts, self.empty_threshold, self.cfg["model"]["reassign_rule"]
+        )
         if restarted:
             broadcast_module(self.model, self.dist)  # rank 0's draw of the restart noise wins
             pairs = ", ".join(f"{dst}<-{src}" for dst, src in restarted)
@@ -310,8 +366,10 @@ class Trainer:
         restart_layers(self.model, dead, self.optimizer)
         broadcast_module(self.model, self.dist)
         areas = ", ".join(f"{a:.4f}" for a in (area_sum / drawn.clamp(min=1)).tolist())
-        self.log.info(f"iteration {self.iteration}: layers {dead} drew nothing (mean mask by layer {areas}); "
-                      "restarted at the identity, behind the others")
+        self.log.info(
+            f"iteration {self.iteration}: layers {dead} drew nothing (mean mask by layer {areas}); "
+            "restarted at the identity, behind the others"
+        )
 
     def _end_epoch(self) -> None:
         self.epoch += 1
@@ -326,24 +384,38 @@ class Trainer:
         props = counts.sum(0).double()
         props = (props / props.sum().clamp(min=1)).tolist()
         lr = self.optimizer.param_groups[-1]["lr"]
-        row = {"iteration": self.iteration, "epoch": self.epoch, "loss": loss,
-               "time_per_img_ms": seconds_per_img * 1000, "lr": lr}
+        row = {
+            "iteration": self.iteration,
+            "epoch": self.epoch,
+            "loss": loss,
+            "time_per_img_ms": seconds_per_img * 1000,
+            "lr": lr,
+        }
         row.update({f"prop_{k}": p for k, p in enumerate(props)})
         self.train_table.append(row)
-        self.monitor.scalars(self.iteration, "train", {"loss": loss, "time_per_img_ms": seconds_per_img * 1000, "lr": lr})
+        self.monitor.scalars(
+            self.iteration, "train", {"loss": loss, "time_per_img_ms": seconds_per_img * 1000, "lr": lr}
+        )
         self.monitor.scalars(self.iteration, "proportions", {str(k): p for k, p in enumerate(props)})
-        self.log.info(f"it {self.iteration} epoch {self.epoch} loss {loss:.5f} "
-                      f"{seconds_per_img * 1000:.2f} ms/img lr {lr:.2e}")
+        self.log.info(
+            f"it {self.iteration} epoch {self.epoch} loss {loss:.5f} {seconds_per_img * 1000:.2f} ms/img lr {lr:.2e}"
+        )
 
     def validate(self) -> dict:
         scores = self._evaluate(self.val_set, eval_semantic=False, progress=False)
         headline = {k: v for k, v in scores.items() if not k.startswith("iou_")}
         if self.val_table is None:
-            self.val_table = MetricsTable(self.run_dir / "val_metrics.tsv",
-                                          ["iteration", "epoch", "seconds", *headline])
-        self.val_table.append({"iteration": self.iteration, "epoch": self.epoch, "seconds": self._elapsed(), **headline})
-        self.log.info(f"validation it {self.iteration}: " + " ".join(f"{k} {v:.4f}" for k, v in headline.items())
-                      + f" ({self._elapsed():.0f} s)")
+            self.val_table = MetricsTable(
+                self.run_dir / "val_metrics.tsv", ["iteration", "epoch", "seconds", *headline]
+            )
+        self.val_table.append(
+            {"iteration": self.iteration, "epoch": self.epoch, "seconds": self._elapsed(), **headline}
+        )
+        self.log.info(
+            f"validation it {self.iteration}: "
+            + " ".join(f"{k} {v:.4f}" for k, v in headline.items())
+            + f" ({self._elapsed():.0f} s)"
+        )
         self.monitor.scalars(self.iteration, "val", headline)
         best = scores["loss"] < self.best_val_loss
         self.best_val_loss = min(self.best_val_loss, scores["loss"])
@@ -362,12 +434,20 @@ class Trainer:
         write_scores(self.run_dir / "final_scores.tsv", scores)
         (self.run_dir / "final_scores.json").write_text(scores_json(scores, indent=1))
         plot_metrics(self.run_dir)  # after the scores: the curves end with the final evaluation
-        self.log.info("final scores: " + " ".join(f"{k} {v:.4f}" for k, v in scores.items() if not k.startswith("iou_")))
+        self.log.info(
+            "final scores: " + " ".join(f"{k} {v:.4f}" for k, v in scores.items() if not k.startswith("iou_"))
+        )
         # outputs/ sits above training: imported here only. After the scores, so a figure never costs them.
         from ..outputs.figures import write_final_figures
         from ..outputs.report import write_report
-        write_final_figures(self.model, self.eval_set, self.run_dir / "images", self.device,
-                            fill_background=not self.cfg["training"]["eval_with_bkg"])
+
+        write_final_figures(
+            self.model,
+            self.eval_set,
+            self.run_dir / "images",
+            self.device,
+            fill_background=not self.cfg["training"]["eval_with_bkg"],
+        )
         self.log.info(f"report: {write_report(self.run_dir)}")
         return scores
 
@@ -375,9 +455,17 @@ class Trainer:
         return self._evaluate(self.eval_set, self.cfg["training"]["eval_semantic"], self.progress)
 
     def _evaluate(self, dataset, eval_semantic: bool, progress: bool) -> dict:
-        return evaluate_model(self.dataset_entry.kind, self.model, dataset, self.device, batch_size=self.batch_size,
-                              eval_semantic=eval_semantic, eval_with_bkg=self.cfg["training"]["eval_with_bkg"],
-                              n_classes=self.dataset_entry.n_classes, progress=progress)
+        return evaluate_model(
+            self.dataset_entry.kind,
+            self.model,
+            dataset,
+            self.device,
+            batch_size=self.batch_size,
+            eval_semantic=eval_semantic,
+            eval_with_bkg=self.cfg["training"]["eval_with_bkg"],
+            n_classes=self.dataset_entry.n_classes,
+            progress=progress,
+        )
 
 
 def _seed_everything(seed: int) -> None:
