@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import normalized_mutual_info_score
-from tqdm import tqdm
 
 from . import EVALUATORS
+from .batches import eval_batches
 
 
 def contingency(true: np.ndarray, pred: np.ndarray, n_classes: int, n_clusters: int) -> np.ndarray:
@@ -79,19 +79,6 @@ def foreground_scores(counts: np.ndarray) -> dict[str, float]:
     return best
 
 
-def _batches(model, dataset, device, batch_size: int, progress: bool):
-    """(model output, batch) for every batch of the dataset, in eval mode, without gradients."""
-    was_training = model.training
-    model.eval()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    try:
-        with torch.no_grad():
-            for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
-                yield model(batch[0].to(device)), batch
-    finally:
-        model.train(was_training)
-
-
 @EVALUATORS.register("clustering")
 def evaluate_clustering(
     model,
@@ -105,7 +92,7 @@ def evaluate_clustering(
 ) -> dict:
     """Cluster of each image = its chosen sprite (single layer); labels are the second item."""
     losses, preds, labels = [], [], []
-    for out, (_, label) in _batches(model, dataset, device, batch_size, progress):
+    for out, (_, label) in eval_batches(model, dataset, device, batch_size, progress):
         losses.append(out.loss.cpu())
         preds.append(out.sprite_idx[0].cpu())  # (B,) the first (single) object layer
         labels.append(label.reshape(-1))
@@ -129,7 +116,7 @@ def evaluate_cosegmentation(
 ) -> dict:
     """Foreground = transformed mask of a chosen sprite > 0.5; masks are the second item."""
     losses, counts = [], np.zeros((2, 2), dtype=np.int64)
-    for out, (_, mask) in _batches(model, dataset, device, batch_size, progress):
+    for out, (_, mask) in eval_batches(model, dataset, device, batch_size, progress):
         losses.append(out.loss.cpu())
         objects = out.object_masks[:, :, 0]  # (L, B, H, W)
         fg = (objects > 0.5).any(0).cpu().long()  # (B, H, W)
@@ -151,5 +138,5 @@ def evaluate_unlabelled(
     progress: bool = False,
 ) -> dict:
     """No labels: the mean reconstruction loss only."""
-    losses = [out.loss.cpu() for out, _ in _batches(model, dataset, device, batch_size, progress)]
+    losses = [out.loss.cpu() for out, _ in eval_batches(model, dataset, device, batch_size, progress)]
     return {"loss": float(torch.cat(losses).mean())}

@@ -11,11 +11,11 @@ filled ones: the ARI-FG of the original release, which the paper reports (docs/m
 """
 
 import torch
-from tqdm import tqdm
 
 from ..model.composition import transmittance
 from ..model.sprites_model import Decomposition
 from . import EVALUATORS
+from .batches import eval_batches
 from .metrics import ConfusionMatrix, mean_ari, semantic_scores
 
 
@@ -65,14 +65,10 @@ def evaluate_multi_object(
     progress: bool = False,
 ) -> dict:
     """ARI / ARI-FG per image (averaged) and, optionally, semantic scores after matching."""
-    was_training = model.training
-    model.eval()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     true_inst, plain_inst, filled_inst, losses = [], [], [], []
     confusion = ConfusionMatrix(n_classes, model.n_candidates + 1) if eval_semantic and n_classes else None
-    for images, inst, sem in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+    for out, (images, inst, sem) in eval_batches(model, dataset, device, batch_size, progress):
         images = images.to(device)
-        out = model(images)
         plain = front_layer(out)
         filled = fill_background(plain, out, images)
         true_inst.append(inst)
@@ -81,7 +77,6 @@ def evaluate_multi_object(
         losses.append(out.loss.cpu())
         if confusion is not None:
             confusion.update(sem, semantic_labels(out, plain if eval_with_bkg else filled).cpu())
-    model.train(was_training)
     scores = {"loss": float(torch.cat(losses).mean())}
     true_inst, plain_inst, filled_inst = torch.cat(true_inst), torch.cat(plain_inst), torch.cat(filled_inst)
     scores["ari"] = mean_ari(true_inst, plain_inst if eval_with_bkg else filled_inst)

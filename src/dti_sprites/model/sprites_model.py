@@ -310,15 +310,22 @@ class DTISprites(nn.Module):
         """Make sprite dst a noisy copy of sprite src: parameters, head rows, optimiser moments."""
         for (tensor, dst_rows), (_, src_rows) in zip(self.sprite_rows(dst), self.sprite_rows(src)):
             tensor[dst_rows.to(tensor.device)] = tensor[src_rows.to(tensor.device)]
-            state = optimizer.state.get(tensor) if optimizer is not None else None
-            for moment in (state or {}).values():
-                if torch.is_tensor(moment) and moment.shape == tensor.shape:
-                    moment[dst_rows.to(moment.device)] = moment[src_rows.to(moment.device)]
+            for _, moment in row_moments(optimizer, tensor):
+                moment[dst_rows.to(moment.device)] = moment[src_rows.to(moment.device)]
         self.jitter_sprite(dst)
 
     @torch.no_grad()
     def jitter_sprite(self, k: int) -> None:
         self.prototypes[k] += torch.randn_like(self.prototypes[k]) * REASSIGN_NOISE_STD
+
+
+def row_moments(optimizer: torch.optim.Optimizer | None, tensor: torch.Tensor):
+    """(name, state) of the optimiser's per-element states of `tensor` (Adam's moments): what must
+    move with its rows when rows are copied or permuted. Scalar states (the step) are left out."""
+    state = optimizer.state.get(tensor) if optimizer is not None else None
+    return [
+        (name, value) for name, value in (state or {}).items() if torch.is_tensor(value) and value.shape == tensor.shape
+    ]
 
 
 def compile_model(model: nn.Module, setting: bool | str) -> None:

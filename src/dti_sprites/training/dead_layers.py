@@ -26,6 +26,7 @@ again at every check, from iteration 100 to past 1,000).
 import torch
 
 from ..model.heads import HeadBank
+from ..model.sprites_model import row_moments
 
 
 def layer_areas(
@@ -76,17 +77,12 @@ def restart_layers(model, dead: list[int], optimizer: torch.optim.Optimizer | No
         for tensor in list(bank.parameters()) + list(bank.buffers()):
             index = rows.to(tensor.device)
             tensor.copy_(tensor[index])
-            state = optimizer.state.get(tensor) if optimizer is not None else None
-            for moment in (state or {}).values():
-                if torch.is_tensor(moment) and moment.shape == tensor.shape:
-                    moment.copy_(moment[index])
+            for _, moment in row_moments(optimizer, tensor):
+                moment.copy_(moment[index])
         n_reset = len(dead) * per_layer
         for tensor in (bank.last_weight, bank.last_bias):
             tensor[:n_reset] = 0
-            state = optimizer.state.get(tensor) if optimizer is not None else None
-            for name, moment in (state or {}).items():
-                if not torch.is_tensor(moment) or moment.shape != tensor.shape:
-                    continue
+            for name, moment in row_moments(optimizer, tensor):
                 if name == "exp_avg":
                     moment[:n_reset] = 0  # no direction remembered from the dead placement
                 else:
