@@ -119,7 +119,7 @@ def test_greedy_extra_cost_and_allowed_mask():
 def test_transmittance_weighs_the_composite_and_the_evaluation_alike():
     """One visibility formula: the composite sums m_k a_k T_k, and the evaluation's front-most
     layer is the largest hard m_k T_k."""
-    from dti_sprites.evaluation.evaluate import front_layer
+    from dti_sprites.evaluation.multi_object import front_layer
     from dti_sprites.model.composition import transmittance
     from dti_sprites.model.sprites_model import Decomposition
 

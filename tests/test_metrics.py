@@ -128,7 +128,7 @@ def _two_objects_with_a_hole():
 def test_filled_ari_fg_gives_a_hole_to_the_layer_of_its_colour():
     """The original's ARI-FG fills predicted background with the closest-colour layer: the hole
     in A joins A (score 1), while the standard ARI-FG counts it as a third segment."""
-    from dti_sprites.evaluation.evaluate import fill_background, front_layer
+    from dti_sprites.evaluation.multi_object import fill_background, front_layer
 
     out, image, true = _two_objects_with_a_hole()
     plain = front_layer(out)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from dti_sprites.cli import main
 from dti_sprites.errors import DTISpritesError
-from dti_sprites.evaluation.evaluate import front_layer
+from dti_sprites.evaluation.multi_object import front_layer
 from dti_sprites.outputs.decompose import explain, load_run
 from dti_sprites.outputs.figures import colorize, decomposition_strip, sprite_sheet
 from dti_sprites.outputs.summary import summarize, write_summary

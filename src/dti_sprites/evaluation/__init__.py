@@ -13,7 +13,7 @@ EVALUATORS = Registry("benchmark kind")
 
 
 def evaluate_model(kind: str, model, dataset, device, **options) -> dict:
-    from . import clustering, evaluate  # noqa: F401  (registers the built-in evaluators)
+    from . import clustering, cosegmentation, multi_object, unlabelled  # noqa: F401  (registers the built-in evaluators)
 
     return EVALUATORS.get(kind)(model, dataset, device, **options)
 

@@ -6,7 +6,8 @@ tables.
 Semantic: a confusion matrix accumulated over batches, then predicted labels mapped to true
 classes by Hungarian matching before accuracy and IoU.
 
-Label maps travel as (B, N) or (B, H, W) integer tensors.
+Label maps travel as (B, N) or (B, H, W) integer tensors. `contingency` counts label pairs in
+numpy for the single-object benchmarks.
 """
 
 import numpy as np
@@ -66,6 +67,12 @@ def mean_ari(true_inst: torch.Tensor, pred_inst: torch.Tensor, foreground_only: 
     pred = pred_inst.reshape(pred_inst.shape[0], -1)  # (B, N)
     ari = adjusted_rand_index(true, pred, valid=true != 0 if foreground_only else None)  # (B,)
     return float(ari.nanmean() if foreground_only else ari.mean())
+
+
+def contingency(true: np.ndarray, pred: np.ndarray, n_classes: int, n_clusters: int) -> np.ndarray:
+    """counts[c, k] = number of items of class c predicted as cluster k: (n_classes, n_clusters)."""
+    flat = true.astype(np.int64) * n_clusters + pred.astype(np.int64)
+    return np.bincount(flat, minlength=n_classes * n_clusters).reshape(n_classes, n_clusters)
 
 
 class ConfusionMatrix:

@@ -29,7 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..evaluation.evaluate import front_layer, semantic_labels
+from ..evaluation.multi_object import front_layer, semantic_labels
 from ..model.canvas_geometry import input_landing, rounded
 from ..model.transforms import describe_conventions
 from ..palette import colorize
