@@ -60,6 +60,15 @@ def list_images(folder: Path, recursive: bool = True) -> list[Path]:
     return sorted(files)
 
 
+def centred_window(image_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the widest centred window of an image (h, w) with the
+    aspect ratio of size (H, W): what training and decompose crop before resizing."""
+    (h, w), (H, W) = image_size, size
+    scale = min(h / H, w / W)
+    ch, cw = max(1, round(H * scale)), max(1, round(W * scale))
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
 def fit_image(
     img: Image.Image, size: tuple[int, int], policy: str = "center_crop", resample: int = Image.Resampling.BICUBIC
 ) -> Image.Image:
@@ -69,10 +78,7 @@ def fit_image(
         raise ConfigError(f"dataset.resize_policy: expected one of {', '.join(RESIZE_POLICIES)}, got {policy!r}")
     h, w = size
     if policy == "center_crop":
-        # Crop the widest centred window with the target's aspect ratio.
-        scale = min(img.width / w, img.height / h)
-        cw, ch = max(1, round(w * scale)), max(1, round(h * scale))
-        left, top = (img.width - cw) // 2, (img.height - ch) // 2
+        top, left, ch, cw = centred_window((img.height, img.width), size)
         img = img.crop((left, top, left + cw, top + ch))
     if (img.height, img.width) != (h, w):
         img = img.resize((w, h), resample=resample)

@@ -11,10 +11,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..data.image_files import open_image, resize_image, to_tensor
+from ..data.image_files import IMAGE_EXTENSIONS, centred_window, open_image, resize_image, to_tensor
 from ..errors import DataError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
 CROPS = ("none", "center")  # none: resize the whole image; center: centre crop to the aspect ratio first
 
 
@@ -28,9 +27,9 @@ def list_image_files(folder: str | Path) -> list[Path]:
             f"--images {folder} is a file, not a folder; expected a folder of images "
             "(put a single image in a folder of its own)"
         )
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if not files:
-        raise DataError(f"folder {folder} holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DataError(f"folder {folder} holds no image ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return files
 
 
@@ -68,8 +67,5 @@ def fit_to_model(x: torch.Tensor, size: tuple[int, int], crop: str = "none") -> 
 
 def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The widest centred window of x (..., h, w) with the aspect ratio of size (H, W)."""
-    (h, w), (H, W) = x.shape[-2:], size
-    scale = min(h / H, w / W)
-    ch, cw = max(1, round(H * scale)), max(1, round(W * scale))
-    top, left = (h - ch) // 2, (w - cw) // 2
+    top, left, ch, cw = centred_window(x.shape[-2:], size)
     return x[..., top : top + ch, left : left + cw]
