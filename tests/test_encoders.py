@@ -80,8 +80,8 @@ def test_unknown_encoder_and_too_small_image():
 
 
 def test_registered_names():
-    expected = ["default", "resnet110", "resnet18", "resnet20", "resnet32", "resnet34", "resnet44"]
-    expected += ["resnet50", "resnet56", "vgg16"]
+    expected = ["default", "resnet110", "resnet14", "resnet18", "resnet20", "resnet32", "resnet34", "resnet44"]
+    expected += ["resnet50", "resnet56", "resnet8", "vgg16"]
     assert ENCODERS.names() == sorted(expected)
 
 

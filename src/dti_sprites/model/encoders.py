@@ -111,7 +111,7 @@ def _register_cifar_resnet(depth: int) -> None:
     ENCODERS.register(f"resnet{depth}")(factory)
 
 
-for _depth in (20, 32, 44, 56, 110):
+for _depth in (8, 14, 20, 32, 44, 56, 110):
     _register_cifar_resnet(_depth)
 
 
