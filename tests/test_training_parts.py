@@ -84,6 +84,18 @@ def test_clamps():
     assert get_clamp(False)(x) is x
 
 
+def test_soft_clamp_is_the_leaky_clamp():
+    """Value and slope of the soft clamp: the clamp inside [0, 1], a slope of alpha outside."""
+    x = torch.linspace(-2, 3, 101, dtype=torch.float64, requires_grad=True)
+    alpha = 0.05
+    expected = x.clamp(0, 1) + alpha * x.clamp(max=0) + alpha * (x - 1).clamp(min=0)
+    soft = get_clamp(f"soft{alpha}")(x)
+    assert torch.allclose(soft, expected, atol=1e-12)
+    (grad,) = torch.autograd.grad(soft.sum(), x)
+    inside = (x > 0) & (x < 1)
+    assert torch.allclose(grad, torch.where(inside, 1.0, alpha).double())
+
+
 def test_kmeans_appearances_and_masks_share_their_clusters():
     images = torch.rand(300, 3, 12, 12)
     gen = torch.Generator().manual_seed(0)
