@@ -56,9 +56,8 @@ def benchmark(
 
     def step() -> None:
         out = model(next(batches))
-        loss = out.loss.mean()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        out.objective().backward()
         optimizer.step()
 
     times = []

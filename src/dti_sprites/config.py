@@ -64,9 +64,16 @@ def _milestones(v):
     return None if ok else "false or an increasing list of epoch numbers"
 
 
+def _temperatures(v):
+    ok = len(v) == 2 and all(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in v)
+    return None if ok else "a list [start, end] of two positive temperatures"
+
+
 INT, FLOAT, BOOL, STR, LIST, NONE, DICT = int, float, bool, str, list, type(None), dict
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 REASSIGN_RULES = ("split", "pooled", "original")  # training/reassign.py
+SELECTIONS = ("greedy", "exhaustive", "learned")  # docs/method.md §1.8
+SELECTION_ESTIMATORS = ("gumbel", "straight_through")  # model/learned_selection.py
 INIT_CHOICES = ("constant", "gaussian", "sample", "mean", "random", "soup", "random_color", "kmeans")
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -117,8 +124,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "sprite_size": Key((INT, LIST, NONE), None, lambda v: v is None or _size_pair(v)),
         "gaussian_weights_std": Key((FLOAT,), 25.0, _positive),
         "pred_occlusion": Key((BOOL,), False),
+        # How each layer's sprite is chosen (docs/method.md §1.8). null: the original release's estimate_minimum
+        # decides (true: greedy, false: exhaustive); learned predicts it and renders one sprite per layer.
+        "selection": Key((STR, NONE), None, lambda v: v is None or _one_of(*SELECTIONS)(v)),
         "estimate_minimum": Key((BOOL,), False),
         "greedy_algo_iter": Key((INT,), 1, _positive),
+        # learned only (model/learned_selection.py): straight_through draws the argmax, gumbel adds Gumbel noise
+        # first; the relaxation's temperature falls geometrically from the first value to the second over
+        # selection_anneal_iterations; selection_usage_weight weighs the batch's sprite usage against uniform.
+        "selection_estimator": Key((STR,), "straight_through", _one_of(*SELECTION_ESTIMATORS)),
+        "selection_temperature": Key((LIST,), [2.0, 0.5], _temperatures),
+        "selection_anneal_iterations": Key((INT,), 10000, _positive),
+        "selection_usage_weight": Key((FLOAT,), 0.01, _non_negative),
         "use_clamp": Key((STR, BOOL), "soft"),
         "reassign_cluster": Key((BOOL,), True),
         "empty_cluster_threshold": Key((FLOAT, NONE), None, lambda v: v is None or _non_negative(v)),
@@ -291,8 +308,13 @@ def validate(raw: dict) -> dict:
                 )
     if model["freeze_sprite"] is False:
         model["freeze_sprite"] = 0
-    if model["n_backgrounds"] > 1 and model["estimate_minimum"]:
-        raise ConfigError("model.n_backgrounds: greedy selection (estimate_minimum: true) supports 0 or 1 background")
+    model["selection"] = selection_of(model)
+    model["selection_temperature"] = [float(t) for t in model["selection_temperature"]]
+    if model["n_backgrounds"] > 1 and model["selection"] != "exhaustive":
+        raise ConfigError(
+            f"model.n_backgrounds: {model['selection']} selection supports 0 or 1 background "
+            "(model.selection: exhaustive chooses among several)"
+        )
     if model["pred_occlusion"] and model["n_objects"] < 2:
         raise ConfigError("model.pred_occlusion: needs model.n_objects >= 2 (there is no order to predict)")
     return cfg
@@ -303,14 +325,26 @@ RENAMED_MODEL_KEYS = {"reassign_layers": ("reassign_rule", {"random": "original"
 
 
 def upgrade_model_keys(model: dict) -> dict:
-    """A model section with renamed keys under their current names (values mapped)."""
+    """A model section with renamed keys under their current names (values mapped), and the
+    selection that an older config says with estimate_minimum alone."""
     model = dict(model)
     for old, (new, values) in RENAMED_MODEL_KEYS.items():
         if old in model and new not in model:
             value = model.pop(old)
             model[new] = values.get(value, value)
         model.pop(old, None)
+    selection, greedy = model.get("selection"), model.get("estimate_minimum")
+    if selection in ("greedy", "exhaustive") and isinstance(greedy, bool) and greedy != (selection == "greedy"):
+        raise ConfigError(
+            f"model.selection: {selection} contradicts model.estimate_minimum: {str(greedy).lower()} "
+            f"(which asks for {'greedy' if greedy else 'exhaustive'}); set them alike or drop estimate_minimum"
+        )
     return model
+
+
+def selection_of(model: dict) -> str:
+    """greedy, exhaustive or learned: `selection`, else what `estimate_minimum` says (the original's key)."""
+    return model.get("selection") or ("greedy" if model.get("estimate_minimum") is True else "exhaustive")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> dict:

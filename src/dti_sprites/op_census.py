@@ -51,7 +51,8 @@ def _waits_for_device(func, args, kwargs) -> bool:
 
 
 class OpCensus(TorchDispatchMode):
-    """Within `with OpCensus() as census:`, count compute operators and host waits.
+    """Within `with OpCensus() as census:`, count compute operators, host waits, and the
+    elements each operator writes (how much work: e.g. the pixels a warp samples).
 
     Views and other metadata-only operators launch nothing and are left out.
     """
@@ -60,13 +61,18 @@ class OpCensus(TorchDispatchMode):
         super().__init__()
         self.ops: Counter = Counter()
         self.syncs: Counter = Counter()
+        self.elements: Counter = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
         if not func.is_view:
-            self.ops[str(func.overloadpacket.__name__)] += 1
+            name = str(func.overloadpacket.__name__)
+            self.ops[name] += 1
             if _waits_for_device(func, args, kwargs or {}):
-                self.syncs[str(func.overloadpacket.__name__)] += 1
-        return func(*args, **(kwargs or {}))
+                self.syncs[name] += 1
+            results = out if isinstance(out, (tuple, list)) else (out,)
+            self.elements[name] += sum(t.numel() for t in results if isinstance(t, torch.Tensor))
+        return out
 
     @property
     def n_ops(self) -> int:

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import size_pair
+from ..config import selection_of, size_pair
 from .clamp import get_clamp
 from .composition import fixed_occlusion, layered_composite, predicted_occlusion
 from .encoders import build_encoder
 from .heads import HeadBank
+from .learned_selection import LearnedSelection, carried_color, carrier_sprites
+from .optimizer_rows import row_moments  # also imported from here by training/dead_layers.py
 from .prototypes import SampleImages, init_tensor
 from .selection import exhaustive_select, greedy_select
 from .transform_sequence import TransformSequence
@@ -38,6 +40,12 @@ class Decomposition:
     occlusion: torch.Tensor  # (B, L', L')
     has_background: bool
     betas: dict | None = None  # head outputs, as `DTISprites.predict` returns them
+    selection_penalty: torch.Tensor | None = None  # the learned selection's usage terms (a scalar)
+
+    def objective(self) -> torch.Tensor:
+        """What training minimises: the batch's mean loss, plus the learned selection's usage terms."""
+        loss = self.loss.mean()
+        return loss if self.selection_penalty is None else loss + self.selection_penalty
 
     @property
     def first_object(self) -> int:
@@ -78,7 +86,7 @@ class DTISprites(nn.Module):
         self.add_empty_sprite = cfg["add_empty_sprite"]
         self.lambda_empty_sprite = cfg["lambda_empty_sprite"]
         self.inject_noise = cfg["inject_noise"]
-        self.estimate_minimum, self.greedy_iter = cfg["estimate_minimum"], cfg["greedy_algo_iter"]
+        self.selection, self.greedy_iter = selection_of(cfg), cfg["greedy_algo_iter"]
         self.pred_occlusion = cfg["pred_occlusion"]
         self.clamp = get_clamp(cfg["use_clamp"])
         self.sprites_frozen = False  # set by the trainer during `freeze_sprite` epochs
@@ -134,11 +142,22 @@ class DTISprites(nn.Module):
             if self.pred_occlusion
             else None
         )
+        self.selector = (
+            LearnedSelection(cfg, self.L, self.K, self.add_empty_sprite, n_features)
+            if self.selection == "learned"
+            else None
+        )
 
     # ---- bookkeeping -------------------------------------------------------------------------
     @property
     def n_candidates(self) -> int:
         return self.K + int(self.add_empty_sprite)
+
+    @property
+    def sprite_renders_per_layer(self) -> int:
+        """Sprite images a training step draws per layer and image: every candidate, or with the
+        learned selection the drawn sprite and its gradient carrier."""
+        return 2 if self.selector is not None else self.n_candidates
 
     def transformers(self) -> list[TransformSequence]:
         return [t for t in (self.sprite_transformer, self.layer_transformer, self.bkg_transformer) if t is not None]
@@ -191,6 +210,7 @@ class DTISprites(nn.Module):
             "layer": self.layer_transformer.predict(features) if self.layer_transformer is not None else None,
             "bkg": self.bkg_transformer.predict(features) if self.bkg_transformer is not None else None,
             "occlusion": self.occlusion_head(features)[0] if self.occlusion_head is not None else None,
+            "selection": self.selector.logits(features) if self.selector is not None else None,  # (L, B, K')
         }
 
     def _gather_sprite_betas(self, beta: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
@@ -205,19 +225,29 @@ class DTISprites(nn.Module):
         return picked.reshape(L * N * B, -1)
 
     def render_sprites(
-        self, betas: dict, idx: torch.Tensor, noise: torch.Tensor | None, stack: torch.Tensor | None = None
+        self,
+        betas: dict,
+        idx: torch.Tensor,
+        noise: torch.Tensor | None,
+        stack: torch.Tensor | None = None,
+        sprites: torch.Tensor | None = None,
     ):
         """Transformed sprites idx (L, N, B) -> colours (L, N, B, C, H, W), masks (L, N, B, 1, H, W).
 
-        stack: the (K', C+2, h, w) sprite stack when the caller already built it.
+        stack: the (K', C+2, h, w) sprite stack when the caller already built it. sprites: with
+        N = 1, the (L*B, C+2, h, w) images to draw in place of the stack's rows idx (the learned
+        selection's gradient carrier); idx still picks the heads' outputs and the noise.
         """
         L, N, B = idx.shape
-        stack = self._sprite_stack() if stack is None else stack
         sprite_betas = [self._gather_sprite_betas(b, idx) for b in betas["sprite"]]
         # No per-sprite warp: the N sprites of a (layer, image) share that layer's placement, so
         # they are picked (layer, image)-major and warped together, one sampling grid per group.
         shared_warp = self.layer_transformer is not None and all(b is None for b in sprite_betas)
-        x = pick_rows(stack, idx.transpose(1, 2) if shared_warp else idx)  # (L*B*N or L*N*B, C+2, h, w)
+        if sprites is None:
+            stack = self._sprite_stack() if stack is None else stack
+            x = pick_rows(stack, idx.transpose(1, 2) if shared_warp else idx)  # (L*B*N or L*N*B, C+2, h, w)
+        else:
+            x = sprites  # N = 1: both orders are (L*B, C+2, h, w)
         x = self.sprite_transformer(x, sprite_betas, self.sprite_out_size)
         if shared_warp:
             layer_betas = [None if b is None else b.reshape(L * B, -1) for b in betas["layer"]]  # (L*B, d)
@@ -261,7 +291,7 @@ class DTISprites(nn.Module):
 
     # ---- selection and forward ---------------------------------------------------------------
     def _select(self, cand_colors, cand_masks, backgrounds, occlusion, images):
-        if self.estimate_minimum:
+        if self.selection == "greedy":
             K = self.n_candidates
             extra_cost = allowed = None
             if self.add_empty_sprite:
@@ -289,20 +319,38 @@ class DTISprites(nn.Module):
         occlusion = self.occlusion(betas, B, images.device)
 
         stack = self._sprite_stack()
-        with torch.no_grad():
-            cand_colors, cand_masks = self.render_candidates(_detach(betas), B, noise, stack.detach())
-            idx, bkg_idx = self._select(cand_colors, cand_masks, _detach(backgrounds), occlusion.detach(), images)
-            del cand_colors, cand_masks
-
+        penalty = carrier = None
+        if self.selector is not None:  # predicted: no candidate is rendered (learned_selection.py)
+            idx, carrier_weights, penalty = self.selector.choose(betas["selection"], not self.sprites_frozen)
+            bkg_idx = None if backgrounds is None else torch.zeros_like(idx[0])
+            if carrier_weights is not None:
+                carrier = self._render_carrier(betas, stack, idx, carrier_weights)
+        else:
+            with torch.no_grad():
+                cand_colors, cand_masks = self.render_candidates(_detach(betas), B, noise, stack.detach())
+                idx, bkg_idx = self._select(cand_colors, cand_masks, _detach(backgrounds), occlusion.detach(), images)
+                del cand_colors, cand_masks
         colors, masks = self.render_sprites(betas, idx.unsqueeze(1), noise, stack)
         colors, masks = colors[:, 0], masks[:, 0]  # (L, B, C, H, W), (L, B, 1, H, W)
+        if carrier is not None:
+            masks = masks + carrier[1]  # + 0: the selection's gradient through the composite
         if self.M:
             bkg = backgrounds[bkg_idx, torch.arange(B, device=images.device)]  # (B, C, H, W)
             colors = torch.cat([bkg.unsqueeze(0), colors])
             masks = torch.cat([torch.ones_like(masks[:1]), masks])
         recon = layered_composite(colors, masks, occlusion if self.pred_occlusion else None)
+        if carrier is not None:
+            recon = recon + carried_color(carrier[0], masks, occlusion if self.pred_occlusion else None)
         loss = (recon - images).square().flatten(1).mean(1)
-        return Decomposition(recon, loss, idx, bkg_idx, colors, masks, occlusion, self.M > 0, betas)
+        return Decomposition(recon, loss, idx, bkg_idx, colors, masks, occlusion, self.M > 0, betas, penalty)
+
+    def _render_carrier(self, betas: dict, stack: torch.Tensor, idx: torch.Tensor, carrier_weights: torch.Tensor):
+        """The learned selection's colour and mask changes (L, B, C|1, H, W), zero in value:
+        the carrier sprites drawn with the chosen sprites' transformations, held fixed."""
+        sprites = carrier_sprites(stack.detach(), idx, carrier_weights).flatten(0, 1)  # (L*B, C+2, h, w)
+        colors, masks = self.render_sprites(_detach(betas), idx.unsqueeze(1), None, sprites=sprites)
+        colors, masks = colors[:, 0], masks[:, 0]
+        return colors - colors.detach(), masks - masks.detach()
 
     # ---- reassignment ------------------------------------------------------------------------
     @torch.no_grad()
@@ -312,20 +360,13 @@ class DTISprites(nn.Module):
             tensor[dst_rows.to(tensor.device)] = tensor[src_rows.to(tensor.device)]
             for _, moment in row_moments(optimizer, tensor):
                 moment[dst_rows.to(moment.device)] = moment[src_rows.to(moment.device)]
+        if self.selector is not None:
+            self.selector.copy_sprite(dst, src, optimizer, REASSIGN_NOISE_STD)
         self.jitter_sprite(dst)
 
     @torch.no_grad()
     def jitter_sprite(self, k: int) -> None:
         self.prototypes[k] += torch.randn_like(self.prototypes[k]) * REASSIGN_NOISE_STD
-
-
-def row_moments(optimizer: torch.optim.Optimizer | None, tensor: torch.Tensor):
-    """(name, state) of the optimiser's per-element states of `tensor` (Adam's moments): what must
-    move with its rows when rows are copied or permuted. Scalar states (the step) are left out."""
-    state = optimizer.state.get(tensor) if optimizer is not None else None
-    return [
-        (name, value) for name, value in (state or {}).items() if torch.is_tensor(value) and value.shape == tensor.shape
-    ]
 
 
 def compile_model(model: nn.Module, setting: bool | str) -> None:

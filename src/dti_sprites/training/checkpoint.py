@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import SCHEMA, upgrade_model_keys
+from ..config import SCHEMA, selection_of, upgrade_model_keys
 from ..errors import CheckpointError, first_line
 
 CHECKPOINT_NAME = "model.pkl"
@@ -114,6 +114,7 @@ def check_compatible(saved: dict, current: dict) -> None:
     """
     saved = upgrade_model_keys(saved)
     saved = {**{k: key.default for k, key in SCHEMA["model"].items() if k not in saved}, **saved}
+    saved["selection"] = selection_of(saved)  # written before the key: estimate_minimum said it
     differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differ:
         raise CheckpointError(

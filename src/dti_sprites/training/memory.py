@@ -7,7 +7,8 @@ request for a hundred gigabytes, after the run folder was made. The estimate cou
   copy of the model built on the `meta` device (shapes only, no memory);
 - the rendering of every candidate sprite in every layer for one batch, the selection's
   working set: L * K' * B * (C+2) * H * W floats, times RENDER_COPIES for the transformed
-  copies and blends the selection holds at once.
+  copies and blends the selection holds at once (the learned selection draws 2 sprite images
+  per layer instead of K').
 
 It leaves out the encoder's activations, the images and allocator slack, so it is a floor:
 a config it refuses would not have run.
@@ -54,7 +55,7 @@ def estimate_training_memory(
     model = meta_model(model_cfg, img_size, n_channels)
     n_params = sum(p.numel() for p in model.parameters())
     H, W = img_size
-    candidates = model.L * model.n_candidates * batch_size * (n_channels + 2) * H * W  # floats of one rendering
+    candidates = model.L * model.sprite_renders_per_layer * batch_size * (n_channels + 2) * H * W  # one rendering
     return MemoryEstimate(n_params * PARAMETER_COPIES * BYTES_PER_FLOAT, candidates * RENDER_COPIES * BYTES_PER_FLOAT)
 
 

@@ -244,14 +244,15 @@ class Trainer:
         return picked[self.dist.rank * n : (self.dist.rank + 1) * n]
 
     def train_step(self, images: torch.Tensor):
+        """One step; returns the decomposition and the batch's mean loss (the learned selection's
+        usage terms are optimised but not logged, so that losses compare across selections)."""
         out = self.model(images)
-        loss = out.loss.mean()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        out.objective().backward()
         if self.dist.enabled:
             all_reduce_gradients(self.model.parameters(), self.dist.world_size)
         self.optimizer.step()
-        return out, loss.detach()
+        return out, out.loss.detach().mean()
 
     def run(self, max_iterations: int | None = None) -> dict | None:
         """Train to the end, then evaluate and return the scores.
@@ -291,6 +292,8 @@ class Trainer:
             if batches_epoch != self.epoch:
                 batches, batches_epoch = self._epoch_batches(), self.epoch
             self.model.sprites_frozen = self.epoch < self.cfg["model"]["freeze_sprite"]
+            if self.model.selector is not None:
+                self.model.selector.iteration = self.iteration  # its temperature schedule
             out, loss = self.train_step(next(batches))
             stats.add(loss, out.sprite_idx, out.object_masks, self.empty_index)
             self.iteration += 1
@@ -363,7 +366,9 @@ class Trainer:
         dead = dead_layers(area_sum, drawn, threshold)  # summed over ranks: the same on every rank
         if not dead:
             return
-        restart_layers(self.model, dead, self.optimizer)
+        order = restart_layers(self.model, dead, self.optimizer)
+        if self.model.selector is not None:
+            self.model.selector.follow_layer_order(order, len(dead), self.optimizer)
         broadcast_module(self.model, self.dist)
         areas = ", ".join(f"{a:.4f}" for a in (area_sum / drawn.clamp(min=1)).tolist())
         self.log.info(

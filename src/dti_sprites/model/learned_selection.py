@@ -1,0 +1,160 @@
+"""Learned sprite selection (`model.selection: learned`, docs/method.md §1.8).
+
+Greedy and exhaustive selection render every candidate sprite in every layer and keep the
+best; here a head reads the encoder's features and predicts, per layer, logits over the K'
+candidates (K sprites, + the empty one). Training draws one candidate per (layer, image), the
+argmax (`straight_through`) or the argmax after Gumbel noise (`gumbel`), and renders it as
+the other selections render their choice; evaluation takes the argmax.
+
+Estimator. In value the drawn candidate c; in gradient the mixture Σ_k w_k X_k of what each
+candidate k would make of the image, w = softmax(scores / τ). Rendering every X_k is what
+the other selections pay for. One more render per layer gives the same gradient, because a
+layer enters the composite linearly through its premultiplied colour m·a and its mask m,
+warps are linear and colour modules affine: against c, candidate k changes the mask by
+m_k − m_c and the premultiplied colour by m_k (a_k − a_c) + a_c (m_k − m_c). The *carrier* is
+the drawn sprite plus Σ_k u_k m_k (a_k − a_c) in colour and Σ_k u_k m_k in mask, with
+u = w − stop_gradient(w): zero in value, so the forward is the drawn candidate's to the last
+bit. It is rendered with the drawn sprite's transformations, held fixed; its mask change
+enters the composite as the layer's, its colour change unmasked, behind the layers in front.
+Left out: a candidate's own sprite transformation (the drawn one's is used), the clamps'
+kinks and the loss's curvature (the gradient is the first-order change of switching).
+Mixing the untransformed sprites instead (one render, Σ_k w_k s_k) judges candidate k's mask
+with c's colour, and left the back layer of a two-layer test at chance.
+τ falls geometrically over `selection_anneal_iterations` (set by the trainer each step).
+
+Usage terms keep sprites alive and layers parsimonious:
+- `selection_usage_weight` · KL(p̄ ‖ uniform), p̄ the batch's mean choice probabilities of
+  the K sprites (empty one left out), pooled over layers and images;
+- `lambda_empty_sprite` per layer that draws a sprite, in expectation: the cost the greedy
+  selection adds to each non-empty candidate.
+
+Layout: logits and weights (L, B, K'); sprite stacks (K', C+2, h, w) as the model builds them.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from .composition import transmittance
+from .heads import HeadBank
+from .optimizer_rows import row_moments
+
+
+def temperature_at(start: float, end: float, anneal_iterations: int, iteration: int) -> float:
+    """Geometric from start (iteration 0) to end (anneal_iterations and after)."""
+    progress = min(iteration / anneal_iterations, 1.0)
+    return start * (end / start) ** progress
+
+
+def carrier_sprites(stack: torch.Tensor, chosen: torch.Tensor, carrier_weights: torch.Tensor) -> torch.Tensor:
+    """The drawn sprites, plus the zero-valued premultiplied changes that carry the gradient.
+
+    stack (K', C+2, h, w): colours a, mask m, canvas, without gradient; chosen (L, B);
+    carrier_weights u (L, B, K'), zero in value. Returns (L, B, C+2, h, w):
+    [a_c + Σ_k u_k m_k (a_k − a_c), m_c + Σ_k u_k m_k, canvas_c].
+    """
+    L, B = chosen.shape
+    C = stack.shape[1] - 2
+    drawn = stack.index_select(0, chosen.flatten()).view(L, B, *stack.shape[1:])  # (L, B, C+2, h, w)
+    colors, masks = stack[:, :C], stack[:, C : C + 1]
+    u = carrier_weights.flatten(0, 1)  # (L*B, K')
+    mask_change = torch.mm(u, masks.flatten(1)).view(L, B, 1, *stack.shape[2:])  # Σ_k u_k m_k
+    premultiplied = torch.mm(u, (masks * colors).flatten(1)).view(L, B, C, *stack.shape[2:])  # Σ_k u_k m_k a_k
+    color_change = premultiplied - drawn[:, :, :C] * mask_change  # Σ_k u_k m_k (a_k − a_c)
+    return torch.cat(
+        [drawn[:, :, :C] + color_change, drawn[:, :, C:] + torch.cat([mask_change, torch.zeros_like(mask_change)], 2)],
+        2,
+    )
+
+
+def carried_color(color_change: torch.Tensor, masks: torch.Tensor, occlusion: torch.Tensor | None) -> torch.Tensor:
+    """Σ_l T_l ΔA_l (B, C, H, W), zero in value: each object layer's colour change seen through
+    the layers in front and not through its own drawn mask, as a premultiplied change is seen.
+    color_change (L, B, C, H, W) of the object layers, the last L of masks (L', B, 1, H, W)."""
+    through = transmittance(masks.detach(), None if occlusion is None else occlusion.detach())
+    return (through[-color_change.shape[0] :] * color_change).sum(0)
+
+
+class LearnedSelection(nn.Module):
+    """Per-layer logits over the candidates, the straight-through draw, and the usage terms."""
+
+    def __init__(self, cfg: dict, n_layers: int, n_sprites: int, has_empty: bool, in_features: int):
+        super().__init__()
+        self.K, self.has_empty = n_sprites, has_empty
+        self.n_candidates = n_sprites + int(has_empty)
+        # One MLP per layer, K' outputs; its last layer starts at zero: every candidate equally likely.
+        self.head = HeadBank(n_layers, in_features, self.n_candidates, cfg["n_hidden_layers"], cfg["norm_layer"])
+        self.gumbel = cfg["selection_estimator"] == "gumbel"
+        self.schedule = (*cfg["selection_temperature"], cfg["selection_anneal_iterations"])
+        self.usage_weight = cfg["selection_usage_weight"]
+        self.empty_cost = cfg["lambda_empty_sprite"]
+        self.iteration = 0  # set by the trainer before each step; only the temperature reads it
+
+    @property
+    def temperature(self) -> float:
+        return temperature_at(*self.schedule, self.iteration)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """features (B, F) -> (L, B, K')."""
+        return self.head(features)
+
+    def choose(
+        self, logits: torch.Tensor, empty_allowed: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Chosen candidates (L, B), carrier weights (L, B, K') and the usage penalty (a scalar).
+
+        The carrier weights are zero in value with the relaxed draw's gradient (None out of
+        training); the penalty reads the choice probabilities.
+        """
+        if self.has_empty and not empty_allowed:  # frozen sprites: the empty one is no candidate (§1.8)
+            logits = torch.cat([logits[..., : self.K], torch.full_like(logits[..., self.K :], -math.inf)], -1)
+        probs = logits.softmax(-1)  # what Gumbel-max draws from
+        if not self.training:
+            return logits.argmax(-1), None, self.penalty(probs)
+        scores = logits
+        if self.gumbel:
+            uniform = torch.rand_like(logits).clamp_min(torch.finfo(logits.dtype).tiny)
+            scores = logits - (-uniform.log()).log()  # + Gumbel(0, 1) noise
+        relaxed = (scores / self.temperature).softmax(-1)
+        return scores.argmax(-1), relaxed - relaxed.detach(), self.penalty(probs)
+
+    def penalty(self, probs: torch.Tensor) -> torch.Tensor:
+        """Usage terms of the choice probabilities probs (L, B, K')."""
+        usage = probs[..., : self.K].mean((0, 1))  # (K,)
+        usage = usage / usage.sum().clamp_min(1e-12)
+        kl_to_uniform = (usage * usage.clamp_min(1e-12).log()).sum() + math.log(self.K)
+        total = self.usage_weight * kl_to_uniform
+        if self.has_empty:
+            drawn_layers = (1 - probs[..., self.K]).sum(0).mean()  # expected non-empty layers per image
+            total = total + self.empty_cost * drawn_layers
+        return total
+
+    @torch.no_grad()
+    def copy_sprite(self, dst: int, src: int, optimizer: torch.optim.Optimizer | None, noise_std: float) -> None:
+        """Sprite dst's logit takes sprite src's weights in every layer, optimiser moments too
+        (reassignment), plus noise: equal logits would leave every image to the lower index of
+        the two under the argmax, while noisy weights split src's images along a random
+        hyperplane of the features, as reassignment splits a cluster."""
+        for tensor in (self.head.last_weight, self.head.last_bias):
+            for view in [tensor] + [moment for _, moment in row_moments(optimizer, tensor)]:
+                view[..., dst] = view[..., src]
+        weight = self.head.last_weight[..., dst]  # (L, hidden)
+        weight += torch.randn_like(weight) * noise_std
+
+    @torch.no_grad()
+    def follow_layer_order(self, order: list[int], n_restarted: int, optimizer: torch.optim.Optimizer | None) -> None:
+        """Keep each layer's logits with its layer when the dead-layer restart reorders the layers
+        (new layer i is old layer order[i]; training/dead_layers.py). The first n_restarted, the
+        restarted layers, start again from uniform logits, with moments as that restart sets them."""
+        index = torch.tensor(order, device=self.head.last_bias.device)
+        for tensor in list(self.head.parameters()) + list(self.head.buffers()):
+            tensor.copy_(tensor[index])
+            for _, moment in row_moments(optimizer, tensor):
+                moment.copy_(moment[index])
+        for tensor in (self.head.last_weight, self.head.last_bias):
+            tensor[:n_restarted] = 0
+            for name, moment in row_moments(optimizer, tensor):
+                live = moment[n_restarted:]
+                # No remembered direction; second moments of the live layers (zeroed, Adam's first steps would be huge).
+                moment[:n_restarted] = 0 if name == "exp_avg" or not len(live) else live.mean(0)
