@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import DTISpritesError, first_line
+from .errors import ConfigError, DTISpritesError, first_line
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -22,8 +22,6 @@ def resolve_config(name: str) -> Path:
     for folder in (Path("configs"), REPO_CONFIGS):
         if (folder / name).is_file():
             return folder / name
-    from .errors import ConfigError
-
     raise ConfigError(f"config file {name} not found (looked as given and in {REPO_CONFIGS})")
 
 
@@ -148,7 +146,12 @@ def cmd_make_data(args) -> None:
     generate, real_size = _generators()[args.name]
     n = args.n or real_size
     out = Path(args.out) if args.out else Path("datasets") / args.name
-    path = generate(out, n, args.seed, progress=not args.no_progress)
+    options = {}
+    if args.objects is not None:
+        if args.name != "dsprites_gray" or len(args.objects) > 2:
+            raise ConfigError("--objects: dsprites_gray only, one count or MIN MAX (e.g. --objects 10)")
+        options["objects"] = (args.objects[0], args.objects[-1])
+    path = generate(out, n, args.seed, progress=not args.no_progress, **options)
     print(f"wrote {n} images to {path}", file=sys.stderr)
 
 
@@ -164,8 +167,9 @@ def cmd_prepare_data(args) -> None:
         return
     generate, real_size = generators[name]
     n = cfg["dataset"]["synthetic_size"] or real_size
+    objects = cfg["dataset"]["synthetic_objects"]
     print(f"{root} is absent: generating {n} synthetic {name} images there", file=sys.stderr)
-    generate(root, n, seed=0, progress=True)
+    generate(root, n, seed=0, progress=True, **({"objects": tuple(objects)} if objects else {}))
 
 
 def cmd_resize_images(args) -> None:
@@ -327,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--out", help="output folder (default: datasets/<name>); must not exist yet")
     make.add_argument("--n", type=int, default=None, help="number of images (default: as many as the real set)")
     make.add_argument("--seed", type=int, default=0, help="same seed, same images")
+    make.add_argument(
+        "--objects",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="dsprites_gray: sprites per image, one count or MIN MAX (default 2 5; e.g. 10 for dsprites10.yml)",
+    )
     make.set_defaults(func=cmd_make_data)
 
     bench = sub.add_parser(

@@ -64,6 +64,11 @@ def _milestones(v):
     return None if ok else "false or an increasing list of epoch numbers"
 
 
+def _object_range(v):
+    ok = len(v) == 2 and all(isinstance(n, int) and not isinstance(n, bool) for n in v) and 1 <= v[0] <= v[1]
+    return None if ok else "a list [min, max] of object counts, 1 <= min <= max"
+
+
 def _temperatures(v):
     ok = len(v) == 2 and all(isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in v)
     return None if ok else "a list [start, end] of two positive temperatures"
@@ -84,6 +89,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "path": Key((STR, NONE), None),
         # Images to generate when a synthetic stand-in is created on first use (None: the real set's size).
         "synthetic_size": Key((INT, NONE), None, lambda v: v is None or _positive(v)),
+        # dsprites_gray: sprites per generated image, [min, max] (null: 2 to 5, as Multi-dSprites).
+        "synthetic_objects": Key((LIST, NONE), None, lambda v: v is None or _object_range(v)),
         # Drop images that fail to decode (counted and named in the log) instead of stopping.
         "skip_corrupt": Key((BOOL,), False),
         # instagram: the hashtag whose collection <data_root>/instagram/<tag>/train/ is read.

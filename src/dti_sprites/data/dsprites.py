@@ -7,8 +7,9 @@ Writes the on-disk layout the multi-object loader reads (docs/method.md §4):
     masks/{i}.png      'L' 8-bit, instance ids: 0 background, 1..n in drawing order
     sem_masks/{i}.png  'L' 8-bit, class ids: 0 background, 1 square, 2 ellipse, 3 heart
 
-Each image holds 2 to 5 sprites, each with a random shape, scale, rotation, position and
-saturated colour; a sprite drawn later hides the ones below it, and the masks record only
+Each image holds 2 to 5 sprites (`objects` sets another range, e.g. (10, 10) for scenes
+that greedy or exhaustive selection cannot afford; docs/method.md §1.8), each with a random
+shape, scale, rotation, position and saturated colour; a sprite drawn later hides the ones below it, and the masks record only
 what is visible. Scenes are rasterised many at a time: every shape is an implicit function
 evaluated on the pixel grid in the sprite's own rotated and scaled frame.
 """
@@ -24,7 +25,8 @@ from .writing import new_dataset_dir
 from .writing import save_png as _save_png  # a module-level name, so tests can make saving fail
 
 IMG_SIZE = 64
-MIN_SPRITES, MAX_SPRITES = 2, 5
+MIN_SPRITES, MAX_SPRITES = 2, 5  # Multi-dSprites' range, the default
+MAX_OBJECTS = 12  # 12 keep 41% of drawn scenes (10: 57-63%); every sprite must show MIN_VISIBLE pixels
 SHAPES = ("square", "ellipse", "heart")  # shape id s is stored as s + 1 in sem_masks/
 RADIUS_RANGE = (5.0, 10.0)  # half-extent of a sprite in pixels (canonical frame [-1, 1]^2)
 VALUE_RANGE = (0.75, 1.0)  # HSV value of the sprite colours; saturation is always 1
@@ -69,20 +71,22 @@ def saturated_colors(hue: np.ndarray, value: np.ndarray) -> np.ndarray:
     return np.round(rgb * 255).astype(np.uint8)
 
 
-def draw_chunk(rng: np.random.Generator, size: int = CHUNK) -> dict[str, np.ndarray]:
-    """Random parameters of `size` scenes, MAX_SPRITES slots each (unused slots are ignored)."""
-    radius = rng.uniform(*RADIUS_RANGE, size=(size, MAX_SPRITES))
+def draw_chunk(
+    rng: np.random.Generator, size: int = CHUNK, objects: tuple[int, int] = (MIN_SPRITES, MAX_SPRITES)
+) -> dict[str, np.ndarray]:
+    """Random parameters of `size` scenes of objects[0] to objects[1] sprites, objects[1] slots
+    each (unused slots are ignored)."""
+    low, slots = objects
+    radius = rng.uniform(*RADIUS_RANGE, size=(size, slots))
     margin = BOUND * radius  # keeps every sprite inside the image
     return {
-        "n_sprites": rng.integers(MIN_SPRITES, MAX_SPRITES + 1, size=size),  # (B,)
-        "shape": rng.integers(len(SHAPES), size=(size, MAX_SPRITES)),  # (B, S)
+        "n_sprites": rng.integers(low, slots + 1, size=size),  # (B,)
+        "shape": rng.integers(len(SHAPES), size=(size, slots)),  # (B, S)
         "radius": radius,
-        "angle": rng.uniform(0, 2 * np.pi, size=(size, MAX_SPRITES)),
-        "cx": margin + rng.uniform(size=(size, MAX_SPRITES)) * (IMG_SIZE - 2 * margin),
-        "cy": margin + rng.uniform(size=(size, MAX_SPRITES)) * (IMG_SIZE - 2 * margin),
-        "color": saturated_colors(
-            rng.uniform(size=(size, MAX_SPRITES)), rng.uniform(*VALUE_RANGE, size=(size, MAX_SPRITES))
-        ),  # (B, S, 3)
+        "angle": rng.uniform(0, 2 * np.pi, size=(size, slots)),
+        "cx": margin + rng.uniform(size=(size, slots)) * (IMG_SIZE - 2 * margin),
+        "cy": margin + rng.uniform(size=(size, slots)) * (IMG_SIZE - 2 * margin),
+        "color": saturated_colors(rng.uniform(size=(size, slots)), rng.uniform(*VALUE_RANGE, size=(size, slots))),
         "grey": rng.integers(256, size=size),  # (B,)
     }
 
@@ -96,12 +100,12 @@ def rasterise(params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np
     covered = shape_masks(
         params["shape"], params["cx"], params["cy"], params["radius"], params["angle"]
     )  # (B, S, H, W)
-    n_scenes = covered.shape[0]
-    used = np.arange(MAX_SPRITES)[None, :] < params["n_sprites"][:, None]  # (B, S)
+    n_scenes, slots = covered.shape[:2]
+    used = np.arange(slots)[None, :] < params["n_sprites"][:, None]  # (B, S)
     inst = np.zeros((n_scenes, IMG_SIZE, IMG_SIZE), dtype=np.uint8)  # (B, H, W)
-    for s in range(MAX_SPRITES):  # painter's order: later sprites overwrite earlier ones
+    for s in range(slots):  # painter's order: later sprites overwrite earlier ones
         inst[covered[:, s] & used[:, s, None, None]] = s + 1
-    visible = (inst[:, None] == np.arange(1, MAX_SPRITES + 1)[None, :, None, None]).sum((2, 3))  # (B, S)
+    visible = (inst[:, None] == np.arange(1, slots + 1)[None, :, None, None]).sum((2, 3))  # (B, S)
     valid = ((visible >= MIN_VISIBLE) | ~used).all(1)
 
     grey = np.repeat(params["grey"].astype(np.uint8)[:, None, None], 3, axis=2)  # (B, 1, 3)
@@ -111,26 +115,37 @@ def rasterise(params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np
     return palette[scene, inst], inst, classes[scene, inst], valid
 
 
-def scenes(rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def scenes(
+    rng: np.random.Generator, objects: tuple[int, int] = (MIN_SPRITES, MAX_SPRITES)
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """An endless stream of valid (image, instance, semantic) scenes."""
     while True:
-        images, insts, sems, valid = rasterise(draw_chunk(rng))
+        # Scenes per draw scale down with the slots, so a draw's arrays keep their size.
+        images, insts, sems, valid = rasterise(draw_chunk(rng, CHUNK * MAX_SPRITES // objects[1], objects))
         for i in np.flatnonzero(valid):
             yield images[i], insts[i], sems[i]
 
 
-def generate_dsprites(out_dir: str | Path, n: int, seed: int = 0, progress: bool = True) -> Path:
-    """Write n images with masks to out_dir and return it.
+def generate_dsprites(
+    out_dir: str | Path, n: int, seed: int = 0, progress: bool = True, objects: tuple[int, int] | None = None
+) -> Path:
+    """Write n images with masks to out_dir and return it; objects (min, max) sprites per image
+    (None: 2 to 5, as Multi-dSprites).
 
     Generation happens in a temporary sibling folder that is renamed at the end, so an
     interrupted run never leaves a half-written dataset behind. The first n images of a
     seed do not depend on n.
     """
     out_dir = Path(out_dir)
+    objects = (MIN_SPRITES, MAX_SPRITES) if objects is None else tuple(objects)
     if n < 1:
         raise DataError(f"cannot generate {n} images into {out_dir}: expected n >= 1")
+    if not 1 <= objects[0] <= objects[1] <= MAX_OBJECTS:
+        raise DataError(
+            f"cannot draw {objects[0]} to {objects[1]} sprites per image: expected 1 <= min <= max <= {MAX_OBJECTS}"
+        )
     with new_dataset_dir(out_dir) as tmp:
-        stream = scenes(np.random.default_rng(seed))
+        stream = scenes(np.random.default_rng(seed), objects)
         for i in tqdm(range(n), desc=f"dsprites_gray -> {out_dir}", disable=not progress):
             image, inst, sem = next(stream)
             _save_png(image, tmp / "images" / f"{i}.png")
