@@ -53,9 +53,16 @@ def transmittance(masks: torch.Tensor, occlusion: torch.Tensor | None = None) ->
     return _occluders(masks, occlusion).prod(0)  # (L', B, 1, H, W), diagonal G = 1
 
 
-def layered_composite(colors: torch.Tensor, masks: torch.Tensor, occlusion: torch.Tensor | None = None) -> torch.Tensor:
-    """Compose layers into an image (B, C, H, W); occlusion None means fixed order."""
-    return (masks * colors * transmittance(masks, occlusion)).sum(0)
+def layered_composite(
+    colors: torch.Tensor,
+    masks: torch.Tensor,
+    occlusion: torch.Tensor | None = None,
+    through: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Compose layers into an image (B, C, H, W); occlusion None means fixed order. through:
+    transmittance(masks, occlusion), when the caller needs it too."""
+    through = transmittance(masks, occlusion) if through is None else through
+    return (masks * colors * through).sum(0)
 
 
 def blend_terms(colors: torch.Tensor, masks: torch.Tensor, occlusion: torch.Tensor, layer: int):

@@ -36,7 +36,6 @@ import math
 import torch
 from torch import nn
 
-from .composition import transmittance
 from .heads import HeadBank
 from .optimizer_rows import row_moments
 
@@ -68,11 +67,11 @@ def carrier_sprites(stack: torch.Tensor, chosen: torch.Tensor, carrier_weights: 
     )
 
 
-def carried_color(color_change: torch.Tensor, masks: torch.Tensor, occlusion: torch.Tensor | None) -> torch.Tensor:
+def carried_color(color_change: torch.Tensor, through: torch.Tensor) -> torch.Tensor:
     """Σ_l T_l ΔA_l (B, C, H, W), zero in value: each object layer's colour change seen through
     the layers in front and not through its own drawn mask, as a premultiplied change is seen.
-    color_change (L, B, C, H, W) of the object layers, the last L of masks (L', B, 1, H, W)."""
-    through = transmittance(masks.detach(), None if occlusion is None else occlusion.detach())
+    color_change (L, B, C, H, W) of the object layers; through (L', B, 1, H, W) the layers'
+    transmittance (composition.transmittance), without gradient, the object layers last."""
     return (through[-color_change.shape[0] :] * color_change).sum(0)
 
 

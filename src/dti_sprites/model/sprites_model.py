@@ -13,7 +13,7 @@ from torch import nn
 
 from ..config import selection_of, size_pair
 from .clamp import get_clamp
-from .composition import fixed_occlusion, layered_composite, predicted_occlusion
+from .composition import fixed_occlusion, layered_composite, predicted_occlusion, transmittance
 from .encoders import build_encoder
 from .heads import HeadBank
 from .learned_selection import LearnedSelection, carried_color, carrier_sprites
@@ -261,7 +261,8 @@ class DTISprites(nn.Module):
                 ]  # (L, B, d) -> (L*N*B, d)
                 x = self.layer_transformer(x, layer_betas, self.img_size)
             x = x.view(L, N, B, self.C + 2, *self.img_size)
-        colors, masks, canvas = x[:, :, :, : self.C], x[:, :, :, self.C : self.C + 1], x[:, :, :, self.C + 1 :]
+        # One split, not three slices: a slice's backward writes a full-size zero tensor for each piece.
+        colors, masks, canvas = x.split([self.C, 1, 1], dim=3)
         if noise is not None:
             amplitude = self.inject_noise
             masks = self.clamp(masks + canvas * (2 * amplitude * noise[idx] - amplitude))  # noise (K', 1, H, W)
@@ -338,9 +339,10 @@ class DTISprites(nn.Module):
             bkg = backgrounds[bkg_idx, torch.arange(B, device=images.device)]  # (B, C, H, W)
             colors = torch.cat([bkg.unsqueeze(0), colors])
             masks = torch.cat([torch.ones_like(masks[:1]), masks])
-        recon = layered_composite(colors, masks, occlusion if self.pred_occlusion else None)
+        through = transmittance(masks, occlusion if self.pred_occlusion else None)  # (L', B, 1, H, W)
+        recon = layered_composite(colors, masks, through=through)
         if carrier is not None:
-            recon = recon + carried_color(carrier[0], masks, occlusion if self.pred_occlusion else None)
+            recon = recon + carried_color(carrier[0], through.detach())
         loss = (recon - images).square().flatten(1).mean(1)
         return Decomposition(recon, loss, idx, bkg_idx, colors, masks, occlusion, self.M > 0, betas, penalty)
 
