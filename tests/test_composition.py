@@ -144,3 +144,29 @@ def test_transmittance_weighs_the_composite_and_the_evaluation_alike():
     )
     covering = (masks[1:, :, 0] > 0.5).long() * torch.arange(1, L)[:, None, None, None]  # (L-1, B, H, W)
     assert torch.equal(front_layer(out), covering.amax(0))  # fixed order: the last covering layer is in front
+
+
+def test_transmittance_matches_the_product_over_occluders_with_its_gradient():
+    """The occluder-by-occluder product is T_k = Π_j (1 − δ[j,k] m_j) in value and in slope,
+    masks of exactly 1 included (where a stacked .prod's backward would divide by zero)."""
+    from dti_sprites.model.composition import transmittance
+
+    torch.manual_seed(5)
+    L, B = 4, 3
+    masks = torch.rand(L, B, 1, 6, 6).mul(1.5).clamp(0, 1)  # about a third exactly 1
+    masks[0] = 1  # the background
+    logits = torch.randn(B, 3)
+    weights = torch.rand(L, B, 1, 6, 6)
+    slopes = []
+    for product in ("stacked", "occluder by occluder"):
+        m, lg = masks.clone().requires_grad_(), logits.clone().requires_grad_()
+        delta = predicted_occlusion(lg, n_objects=3, has_background=True)
+        if product == "stacked":
+            through = (1 - delta.permute(1, 2, 0)[..., None, None, None] * m.unsqueeze(1)).prod(0)
+        else:
+            through = transmittance(m, delta)
+        (through * weights).sum().backward()
+        slopes.append((through.detach(), m.grad, lg.grad))
+    for reference, ours in zip(*slopes):
+        assert torch.allclose(ours, reference, atol=1e-6)
+    assert (masks[1:] == 1).any()  # the case that matters was exercised
