@@ -17,6 +17,7 @@ from dti_sprites.model.learned_selection import temperature_at
 from dti_sprites.model.sprites_model import DTISprites
 from dti_sprites.op_census import OpCensus
 from dti_sprites.training.checkpoint import check_compatible
+from dti_sprites.training.dead_layers import restart_layers
 from dti_sprites.training.trainer import Trainer
 
 from conftest import assert_same_state, small_config
@@ -183,7 +184,7 @@ def test_dead_layer_restart_moves_the_selection_rows_with_their_layers():
     head = net.selector.head
     before = head.first_weight.detach().clone(), head.last_bias.detach().clone()
     second = optimizer.state[head.last_bias]["exp_avg_sq"].clone()
-    net.selector.follow_layer_order([2, 0, 1], 1, optimizer)
+    assert restart_layers(net, [2], optimizer) == [2, 0, 1]
     assert torch.equal(head.first_weight, before[0][[2, 0, 1]])
     assert torch.equal(head.last_bias[1:], before[1][[0, 1]]) and not head.last_bias[0].any()
     assert not optimizer.state[head.last_bias]["exp_avg"][0].any()

@@ -7,9 +7,9 @@ Writes the on-disk layout the multi-object loader reads (docs/method.md §4):
     masks/{i}.png      'L' 8-bit, instance ids: 0 background, 1..n in drawing order
     sem_masks/{i}.png  'L' 8-bit, class ids: 0 background, 1 square, 2 ellipse, 3 heart
 
-Each image holds 2 to 5 sprites (`objects` sets another range, e.g. (10, 10) for scenes
-that greedy or exhaustive selection cannot afford; docs/method.md §1.8), each with a random
-shape, scale, rotation, position and saturated colour; a sprite drawn later hides the ones below it, and the masks record only
+Each image holds 2 to 5 sprites (`objects` sets another range, e.g. (10, 10) for the
+ten-object scenes of dsprites10.yml), each with a random shape, scale, rotation, position
+and saturated colour; a sprite drawn later hides the ones below it, and the masks record only
 what is visible. Scenes are rasterised many at a time: every shape is an implicit function
 evaluated on the pixel grid in the sprite's own rotated and scaled frame.
 """

@@ -140,20 +140,3 @@ class LearnedSelection(nn.Module):
                 view[..., dst] = view[..., src]
         weight = self.head.last_weight[..., dst]  # (L, hidden)
         weight += torch.randn_like(weight) * noise_std
-
-    @torch.no_grad()
-    def follow_layer_order(self, order: list[int], n_restarted: int, optimizer: torch.optim.Optimizer | None) -> None:
-        """Keep each layer's logits with its layer when the dead-layer restart reorders the layers
-        (new layer i is old layer order[i]; training/dead_layers.py). The first n_restarted, the
-        restarted layers, start again from uniform logits, with moments as that restart sets them."""
-        index = torch.tensor(order, device=self.head.last_bias.device)
-        for tensor in list(self.head.parameters()) + list(self.head.buffers()):
-            tensor.copy_(tensor[index])
-            for _, moment in row_moments(optimizer, tensor):
-                moment.copy_(moment[index])
-        for tensor in (self.head.last_weight, self.head.last_bias):
-            tensor[:n_restarted] = 0
-            for name, moment in row_moments(optimizer, tensor):
-                live = moment[n_restarted:]
-                # No remembered direction; second moments of the live layers (zeroed, Adam's first steps would be huge).
-                moment[:n_restarted] = 0 if name == "exp_avg" or not len(live) else live.mean(0)

@@ -17,7 +17,7 @@ from .composition import fixed_occlusion, layered_composite, predicted_occlusion
 from .encoders import build_encoder
 from .heads import HeadBank
 from .learned_selection import LearnedSelection, carried_color, carrier_sprites
-from .optimizer_rows import row_moments  # also imported from here by training/dead_layers.py
+from .optimizer_rows import row_moments
 from .prototypes import SampleImages, init_tensor
 from .selection import exhaustive_select, greedy_select
 from .transform_sequence import TransformSequence

@@ -11,10 +11,10 @@ The check, every `check_cluster_interval` iterations: the mean drawn mask of eac
 over that window (over the images where it drew a sprite rather than the empty one) against
 the mean of all layers. A layer below `model.dead_layer_threshold` times that mean moves
 behind the other layers, and every head that places or colours it (its layer-transformer
-copy, its sprite-transformer copies) restarts at the identity: last linear layer zeroed as at
-initialisation, first moments cleared. Behind the others it shows only where the layers in
-front are transparent, so it is drawn towards what they leave unexplained instead of being
-pushed off for hiding it.
+copy, its sprite-transformer copies, its learned-selection logits) restarts at the identity
+or at uniform logits: last linear layer zeroed as at initialisation, first moments cleared.
+Behind the others it shows only where the layers in front are transparent, so it is drawn
+towards what they leave unexplained instead of being pushed off for hiding it.
 
 Tried and dropped: restarting in place, in front (on seed 5 it was pushed off again within
 50 iterations, 14 times in 800); judging a layer by how much its removal raises the loss (a
@@ -26,7 +26,7 @@ again at every check, from iteration 100 to past 1,000).
 import torch
 
 from ..model.heads import HeadBank
-from ..model.sprites_model import row_moments
+from ..model.optimizer_rows import row_moments
 
 
 def layer_areas(
@@ -58,6 +58,8 @@ def layer_head_rows(model) -> list[tuple[HeadBank, int]]:
     if model.layer_transformer is not None:
         rows += [(bank, 1) for bank in model.layer_transformer.heads if bank is not None]
     rows += [(bank, model.K) for bank in model.sprite_transformer.heads if bank is not None]  # row l*K + k
+    if model.selector is not None:  # the learned selection's logits: a restarted layer starts from uniform
+        rows.append((model.selector.head, 1))
     return rows
 
 

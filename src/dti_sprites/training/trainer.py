@@ -366,9 +366,7 @@ class Trainer:
         dead = dead_layers(area_sum, drawn, threshold)  # summed over ranks: the same on every rank
         if not dead:
             return
-        order = restart_layers(self.model, dead, self.optimizer)
-        if self.model.selector is not None:
-            self.model.selector.follow_layer_order(order, len(dead), self.optimizer)
+        restart_layers(self.model, dead, self.optimizer)
         broadcast_module(self.model, self.dist)
         areas = ", ".join(f"{a:.4f}" for a in (area_sum / drawn.clamp(min=1)).tolist())
         self.log.info(
