@@ -19,7 +19,7 @@ from dti_sprites.errors import ConfigError, DataError
 from dti_sprites.evaluation import evaluate_model
 from dti_sprites.evaluation.clustering import clustering_scores
 from dti_sprites.evaluation.cosegmentation import foreground_scores
-from dti_sprites.model.sprites_model import Decomposition
+from dti_sprites.model.decomposition import Decomposition
 from dti_sprites.data import build_dataset
 from dti_sprites.training.trainer import Trainer
 

@@ -121,7 +121,7 @@ def test_transmittance_weighs_the_composite_and_the_evaluation_alike():
     layer is the largest hard m_k T_k."""
     from dti_sprites.evaluation.multi_object import front_layer
     from dti_sprites.model.composition import transmittance
-    from dti_sprites.model.sprites_model import Decomposition
+    from dti_sprites.model.decomposition import Decomposition
 
     torch.manual_seed(4)
     L, B = 4, 2

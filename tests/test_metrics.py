@@ -95,7 +95,7 @@ def test_mean_ari_skips_images_without_foreground():
 def _two_objects_with_a_hole():
     """One 1x6 image: true objects A (pixels 0-2) and B (3-4) on background (pixel 5). Layer 1
     paints A red but its mask misses pixel 2; layer 2 paints B green; the background is dark green."""
-    from dti_sprites.model.sprites_model import Decomposition
+    from dti_sprites.model.decomposition import Decomposition
 
     red, green, dark_green = [1.0, 0, 0], [0, 1.0, 0], [0, 0.2, 0]
     image = torch.tensor([red, red, red, green, green, dark_green]).T.reshape(1, 3, 1, 6)  # (B, C, H, W)

@@ -13,7 +13,7 @@ filled ones: the ARI-FG of the original release, which the paper reports (docs/m
 import torch
 
 from ..model.composition import transmittance
-from ..model.sprites_model import Decomposition
+from ..model.decomposition import Decomposition
 from . import EVALUATORS
 from .batches import eval_batches
 from .metrics import ConfusionMatrix, mean_ari, semantic_scores
