@@ -175,6 +175,31 @@ def test_reassignment_copies_the_selection_head_column():
         assert torch.equal(moment[..., 3], moment[..., 1])
 
 
+def test_balance_spreads_draws_that_flat_logits_pile_onto_one_sprite():
+    """Logits that favour sprite 0 by a hair in every image: the argmax draws it every time,
+    while the mean probabilities the usage term reads are uniform to 1e-3. The balance offsets
+    bring every sprite into the draws and keep reassignment's copy consistent."""
+    net = known_sprites_model(selection_balance_rate=0.05)
+    selector = net.selector.train()
+    logits = torch.zeros(L, 16, K)
+    logits[..., 0] = 1e-3
+    assert (selector.choose(logits, True)[0] == 0).all()
+    seen = torch.zeros(K)
+    for _ in range(200):
+        chosen = selector.choose(logits, True)[0]
+        seen += torch.bincount(chosen.flatten(), minlength=K)
+    assert seen.min() > 0.5 * seen.sum() / K  # every sprite drawn at least half its share
+    assert selector.balance[0] < selector.balance[1:].min()  # the favoured one yields
+    selector.eval()
+    assert torch.equal(selector.choose(logits, True)[0], (logits + selector.balance).argmax(-1))
+    selector.copy_sprite(3, 1, None, 0.0)
+    assert selector.balance[3] == selector.balance[1]
+    assert selector.draw_frequency[3] == selector.draw_frequency[1]
+    frozen = known_sprites_model()  # rate 0: the offsets stay at zero and the draw is the argmax
+    frozen.selector.train().choose(logits, True)
+    assert not frozen.selector.balance.any()
+
+
 def test_dead_layer_restart_moves_the_selection_rows_with_their_layers():
     net = known_sprites_model(n_objects=3)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -204,6 +229,7 @@ def test_resume_continues_exactly_with_learned_selection(tetro_dir, tmp_path):
         "lambda_empty_sprite": 1e-3,
         "n_objects": 3,
         "pred_occlusion": True,
+        "selection_balance_rate": 0.05,
     }
     training = {"n_iterations": 9, "check_cluster_interval": 3, "train_stat_interval": 2, "val_stat_interval": 100}
 

@@ -143,6 +143,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "selection_temperature": Key((LIST,), [2.0, 0.5], _temperatures),
         "selection_anneal_iterations": Key((INT,), 10000, _positive),
         "selection_usage_weight": Key((FLOAT,), 0.01, _non_negative),
+        # learned only: step size of the per-sprite offsets that spread the draws (0: off)
+        "selection_balance_rate": Key((FLOAT,), 0.0, _non_negative),
         "use_clamp": Key((STR, BOOL), "soft"),
         "reassign_cluster": Key((BOOL,), True),
         "empty_cluster_threshold": Key((FLOAT, NONE), None, lambda v: v is None or _non_negative(v)),

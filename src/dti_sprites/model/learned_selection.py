@@ -22,6 +22,13 @@ Mixing the untransformed sprites instead (one render, Σ_k w_k s_k) judges candi
 with c's colour, and left the back layer of a two-layer test at chance.
 τ falls geometrically over `selection_anneal_iterations` (set by the trainer each step).
 
+Balance. Reading mean probabilities, the usage term below cannot see the argmax pile onto a
+few sprites while the logits stay nearly flat; reassignment then restarted most sprites at every
+check. With `selection_balance_rate` > 0, each sprite's logit gets an offset b_k, no gradient,
+added before the draw (and at evaluation): b_k falls by rate · log(f_k / f̄) each training step,
+f_k a running mean of how often sprite k is drawn (decay BALANCE_DECAY) and f̄ their mean, so an
+over-drawn sprite yields images to the others and a sprite never drawn comes back into play.
+
 Usage terms keep sprites alive and layers parsimonious:
 - `selection_usage_weight` · KL(p̄ ‖ uniform), p̄ the batch's mean choice probabilities of
   the K sprites (empty one left out), pooled over layers and images;
@@ -38,6 +45,12 @@ from torch import nn
 
 from .heads import HeadBank
 from .optimizer_rows import row_moments
+
+
+# Running frequencies of the draws average over about 1 / (1 - decay) steps.
+BALANCE_DECAY = 0.99
+# A frequency below this fraction of the mean counts as this fraction (log 0 is no step size).
+BALANCE_FLOOR = 1e-2
 
 
 def temperature_at(start: float, end: float, anneal_iterations: int, iteration: int) -> float:
@@ -89,6 +102,10 @@ class LearnedSelection(nn.Module):
         self.usage_weight = cfg["selection_usage_weight"]
         self.empty_cost = cfg["lambda_empty_sprite"]
         self.iteration = 0  # set by the trainer before each step; only the temperature reads it
+        self.balance_rate = cfg["selection_balance_rate"]
+        # Per sprite: the offset added to its logits, and how often it was drawn lately (see Balance).
+        self.register_buffer("balance", torch.zeros(n_sprites))
+        self.register_buffer("draw_frequency", torch.full((n_sprites,), 1.0 / n_sprites))
 
     @property
     def temperature(self) -> float:
@@ -109,14 +126,31 @@ class LearnedSelection(nn.Module):
         if self.has_empty and not empty_allowed:  # frozen sprites: the empty one is no candidate (§1.8)
             logits = torch.cat([logits[..., : self.K], torch.full_like(logits[..., self.K :], -math.inf)], -1)
         probs = logits.softmax(-1)  # what Gumbel-max draws from
-        if not self.training:
-            return logits.argmax(-1), None, self.penalty(probs)
         scores = logits
+        if self.balance_rate > 0:
+            offset = torch.cat([self.balance, self.balance.new_zeros(self.n_candidates - self.K)])
+            scores = logits + offset
+        if not self.training:
+            return scores.argmax(-1), None, self.penalty(probs)
         if self.gumbel:
             uniform = torch.rand_like(logits).clamp_min(torch.finfo(logits.dtype).tiny)
-            scores = logits - (-uniform.log()).log()  # + Gumbel(0, 1) noise
+            scores = scores - (-uniform.log()).log()  # + Gumbel(0, 1) noise
         relaxed = (scores / self.temperature).softmax(-1)
-        return scores.argmax(-1), relaxed - relaxed.detach(), self.penalty(probs)
+        chosen = scores.argmax(-1)
+        if self.balance_rate > 0:
+            self._rebalance(chosen)
+        return chosen, relaxed - relaxed.detach(), self.penalty(probs)
+
+    @torch.no_grad()
+    def _rebalance(self, chosen: torch.Tensor) -> None:
+        """One step of the offsets from the draws chosen (L, B) (see Balance in the docstring)."""
+        drawn = torch.bincount(chosen.flatten(), minlength=self.n_candidates)[: self.K].float()
+        if drawn.sum() == 0:  # every layer drew the empty sprite: nothing says which sprite is over-drawn
+            return
+        self.draw_frequency.mul_(BALANCE_DECAY).add_(drawn / drawn.sum(), alpha=1 - BALANCE_DECAY)
+        mean = self.draw_frequency.mean()
+        ratio = (self.draw_frequency / mean).clamp_min(BALANCE_FLOOR)
+        self.balance.sub_(self.balance_rate * ratio.log())
 
     def penalty(self, probs: torch.Tensor) -> torch.Tensor:
         """Usage terms of the choice probabilities probs (L, B, K')."""
@@ -138,5 +172,7 @@ class LearnedSelection(nn.Module):
         for tensor in (self.head.last_weight, self.head.last_bias):
             for view in [tensor] + [moment for _, moment in row_moments(optimizer, tensor)]:
                 view[..., dst] = view[..., src]
+        self.balance[dst] = self.balance[src]
+        self.draw_frequency[[dst, src]] = self.draw_frequency[src] / 2  # src's images are now split
         weight = self.head.last_weight[..., dst]  # (L, hidden)
         weight += torch.randn_like(weight) * noise_std
