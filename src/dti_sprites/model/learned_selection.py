@@ -46,7 +46,6 @@ from torch import nn
 from .heads import HeadBank
 from .optimizer_rows import row_moments
 
-
 # Running frequencies of the draws average over about 1 / (1 - decay) steps.
 BALANCE_DECAY = 0.99
 # A frequency below this fraction of the mean counts as this fraction (log 0 is no step size).
