@@ -176,7 +176,7 @@ def test_reassignment_copies_the_selection_head_column():
 
 
 def test_balance_spreads_draws_that_flat_logits_pile_onto_one_sprite():
-    """Logits that favour sprite 0 by a hair in every image: the argmax draws it every time,
+    """Logits that favour sprite 0 by a hair in every layer and image: the argmax draws it every time,
     while the mean probabilities the usage term reads are uniform to 1e-3. The balance offsets
     bring every sprite into the draws and keep reassignment's copy consistent."""
     net = known_sprites_model(selection_balance_rate=0.05)
@@ -184,17 +184,18 @@ def test_balance_spreads_draws_that_flat_logits_pile_onto_one_sprite():
     logits = torch.zeros(L, 16, K)
     logits[..., 0] = 1e-3
     assert (selector.choose(logits, True)[0] == 0).all()
-    seen = torch.zeros(K)
+    seen = torch.zeros(L, K)
     for _ in range(200):
         chosen = selector.choose(logits, True)[0]
-        seen += torch.bincount(chosen.flatten(), minlength=K)
-    assert seen.min() > 0.5 * seen.sum() / K  # every sprite drawn at least half its share
-    assert selector.balance[0] < selector.balance[1:].min()  # the favoured one yields
+        for layer in range(L):
+            seen[layer] += torch.bincount(chosen[layer], minlength=K)
+    assert (seen.min(1).values > 0.5 * seen.sum(1) / K).all()  # in every layer, every sprite drawn its half share
+    assert (selector.balance[:, 0] < selector.balance[:, 1:].min(1).values).all()  # the favoured one yields
     selector.eval()
-    assert torch.equal(selector.choose(logits, True)[0], (logits + selector.balance).argmax(-1))
+    assert torch.equal(selector.choose(logits, True)[0], (logits + selector.balance[:, None]).argmax(-1))
     selector.copy_sprite(3, 1, None, 0.0)
-    assert selector.balance[3] == selector.balance[1]
-    assert selector.draw_frequency[3] == selector.draw_frequency[1]
+    assert torch.equal(selector.balance[:, 3], selector.balance[:, 1])
+    assert torch.equal(selector.draw_frequency[:, 3], selector.draw_frequency[:, 1])
     frozen = known_sprites_model()  # rate 0: the offsets stay at zero and the draw is the argmax
     frozen.selector.train().choose(logits, True)
     assert not frozen.selector.balance.any()

@@ -24,10 +24,11 @@ with c's colour, and left the back layer of a two-layer test at chance.
 
 Balance. Reading mean probabilities, the usage term below cannot see the argmax pile onto a
 few sprites while the logits stay nearly flat; reassignment then restarted most sprites at every
-check. With `selection_balance_rate` > 0, each sprite's logit gets an offset b_k, no gradient,
-added before the draw (and at evaluation): b_k falls by rate · log(f_k / f̄) each training step,
-f_k a running mean of how often sprite k is drawn (decay BALANCE_DECAY) and f̄ their mean, so an
-over-drawn sprite yields images to the others and a sprite never drawn comes back into play.
+check. With `selection_balance_rate` > 0, sprite k's logit in layer l gets an offset b_lk, no
+gradient, added before the draw (and at evaluation): b_lk falls by rate · log(f_lk / f̄_l) each
+training step, f_lk a running mean of how often layer l draws sprite k (decay BALANCE_DECAY) and
+f̄_l their mean over sprites, so an over-drawn sprite yields images to the others and a sprite
+never drawn comes back into play. Per layer, because reassignment judges a layer's usage.
 
 Usage terms keep sprites alive and layers parsimonious:
 - `selection_usage_weight` · KL(p̄ ‖ uniform), p̄ the batch's mean choice probabilities of
@@ -102,9 +103,9 @@ class LearnedSelection(nn.Module):
         self.empty_cost = cfg["lambda_empty_sprite"]
         self.iteration = 0  # set by the trainer before each step; only the temperature reads it
         self.balance_rate = cfg["selection_balance_rate"]
-        # Per sprite: the offset added to its logits, and how often it was drawn lately (see Balance).
-        self.register_buffer("balance", torch.zeros(n_sprites))
-        self.register_buffer("draw_frequency", torch.full((n_sprites,), 1.0 / n_sprites))
+        # Per layer and sprite: the offset added to its logits, how often it was drawn lately (see Balance).
+        self.register_buffer("balance", torch.zeros(n_layers, n_sprites))
+        self.register_buffer("draw_frequency", torch.full((n_layers, n_sprites), 1.0 / n_sprites))
 
     @property
     def temperature(self) -> float:
@@ -127,8 +128,8 @@ class LearnedSelection(nn.Module):
         probs = logits.softmax(-1)  # what Gumbel-max draws from
         scores = logits
         if self.balance_rate > 0:
-            offset = torch.cat([self.balance, self.balance.new_zeros(self.n_candidates - self.K)])
-            scores = logits + offset
+            offset = torch.cat([self.balance, self.balance.new_zeros(len(self.balance), self.n_candidates - self.K)], 1)
+            scores = logits + offset[:, None]  # (L, 1, K')
         if not self.training:
             return scores.argmax(-1), None, self.penalty(probs)
         if self.gumbel:
@@ -143,13 +144,18 @@ class LearnedSelection(nn.Module):
     @torch.no_grad()
     def _rebalance(self, chosen: torch.Tensor) -> None:
         """One step of the offsets from the draws chosen (L, B) (see Balance in the docstring)."""
-        drawn = torch.bincount(chosen.flatten(), minlength=self.n_candidates)[: self.K].float()
-        if drawn.sum() == 0:  # every layer drew the empty sprite: nothing says which sprite is over-drawn
-            return
-        self.draw_frequency.mul_(BALANCE_DECAY).add_(drawn / drawn.sum(), alpha=1 - BALANCE_DECAY)
-        mean = self.draw_frequency.mean()
+        L = chosen.shape[0]
+        layer = torch.arange(L, device=chosen.device)[:, None]
+        drawn = torch.bincount((layer * self.n_candidates + chosen).flatten(), minlength=L * self.n_candidates)
+        drawn = drawn.view(L, self.n_candidates)[:, : self.K].float()
+        total = drawn.sum(1, keepdim=True)
+        # A layer that drew only the empty sprite says nothing about which sprite is over-drawn.
+        seen = total > 0
+        share = torch.where(seen, drawn / total.clamp_min(1), self.draw_frequency)
+        self.draw_frequency.mul_(BALANCE_DECAY).add_(share, alpha=1 - BALANCE_DECAY)
+        mean = self.draw_frequency.mean(1, keepdim=True)
         ratio = (self.draw_frequency / mean).clamp_min(BALANCE_FLOOR)
-        self.balance.sub_(self.balance_rate * ratio.log())
+        self.balance.sub_(self.balance_rate * ratio.log() * seen)
 
     def penalty(self, probs: torch.Tensor) -> torch.Tensor:
         """Usage terms of the choice probabilities probs (L, B, K')."""
@@ -171,7 +177,7 @@ class LearnedSelection(nn.Module):
         for tensor in (self.head.last_weight, self.head.last_bias):
             for view in [tensor] + [moment for _, moment in row_moments(optimizer, tensor)]:
                 view[..., dst] = view[..., src]
-        self.balance[dst] = self.balance[src]
-        self.draw_frequency[[dst, src]] = self.draw_frequency[src] / 2  # src's images are now split
+        self.balance[:, dst] = self.balance[:, src]
+        self.draw_frequency[:, [dst, src]] = self.draw_frequency[:, src, None] / 2  # src's images are now split
         weight = self.head.last_weight[..., dst]  # (L, hidden)
         weight += torch.randn_like(weight) * noise_std
