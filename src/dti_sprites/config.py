@@ -78,7 +78,7 @@ INT, FLOAT, BOOL, STR, LIST, NONE, DICT = int, float, bool, str, list, type(None
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 REASSIGN_RULES = ("split", "pooled", "original")  # training/reassign.py
 SELECTIONS = ("greedy", "exhaustive", "learned")  # docs/method.md §1.8
-SELECTION_ESTIMATORS = ("gumbel", "straight_through")  # model/learned_selection.py
+SELECTION_ESTIMATORS = ("gumbel", "straight_through", "shortlist")  # model/learned_selection.py
 INIT_CHOICES = ("constant", "gaussian", "sample", "mean", "random", "soup", "random_color", "kmeans")
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -137,7 +137,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "estimate_minimum": Key((BOOL,), False),
         "greedy_algo_iter": Key((INT,), 1, _positive),
         # learned only (model/learned_selection.py): straight_through draws the argmax, gumbel adds Gumbel noise
-        # first; the relaxation's temperature falls geometrically from the first value to the second over
+        # first, shortlist renders the head's selection_shortlist likeliest sprites and keeps the best; the temperature falls geometrically from the first value to the second over
         # selection_anneal_iterations; selection_usage_weight weighs the batch's sprite usage against uniform.
         "selection_estimator": Key((STR,), "straight_through", _one_of(*SELECTION_ESTIMATORS)),
         "selection_temperature": Key((LIST,), [2.0, 0.5], _temperatures),
@@ -145,6 +145,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "selection_usage_weight": Key((FLOAT,), 0.01, _non_negative),
         # learned only: step size of the per-sprite offsets that spread the draws (0: off)
         "selection_balance_rate": Key((FLOAT,), 0.0, _non_negative),
+        # shortlist only: candidates the head proposes per layer, rendered and compared exactly
+        "selection_shortlist": Key((INT,), 4, _positive),
         "use_clamp": Key((STR, BOOL), "soft"),
         "reassign_cluster": Key((BOOL,), True),
         "empty_cluster_threshold": Key((FLOAT, NONE), None, lambda v: v is None or _non_negative(v)),

@@ -22,6 +22,13 @@ Mixing the untransformed sprites instead (one render, Σ_k w_k s_k) judges candi
 with c's colour, and left the back layer of a two-layer test at chance.
 τ falls geometrically over `selection_anneal_iterations` (set by the trainer each step).
 
+Shortlist (`selection_estimator: shortlist`). The straight-through gradient is first order and
+the head must guess; here it proposes and the image decides. Each layer samples
+`selection_shortlist` distinct candidates from softmax(logits / τ) (Gumbel top-k), the model
+renders them and keeps the best as greedy selection does among all, and the head learns, by
+cross-entropy on features it does not train, to predict what was kept. At evaluation the
+shortlist is the top k. A step renders k + 1 sprite images per layer instead of K' + 1.
+
 Balance. Reading mean probabilities, the usage term below cannot see the argmax pile onto a
 few sprites while the logits stay nearly flat; reassignment then restarted most sprites at every
 check. With `selection_balance_rate` > 0, sprite k's logit in layer l gets an offset b_lk, no
@@ -98,6 +105,9 @@ class LearnedSelection(nn.Module):
         # One MLP per layer, K' outputs; its last layer starts at zero: every candidate equally likely.
         self.head = HeadBank(n_layers, in_features, self.n_candidates, cfg["n_hidden_layers"], cfg["norm_layer"])
         self.gumbel = cfg["selection_estimator"] == "gumbel"
+        self.shortlist_size = (
+            min(cfg["selection_shortlist"], n_sprites) if cfg["selection_estimator"] == "shortlist" else 0
+        )
         self.schedule = (*cfg["selection_temperature"], cfg["selection_anneal_iterations"])
         self.usage_weight = cfg["selection_usage_weight"]
         self.empty_cost = cfg["lambda_empty_sprite"]
@@ -112,8 +122,40 @@ class LearnedSelection(nn.Module):
         return temperature_at(*self.schedule, self.iteration)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """features (B, F) -> (L, B, K')."""
-        return self.head(features)
+        """features (B, F) -> (L, B, K'). The shortlist's head learns a target of its own and
+        leaves the encoder to the reconstruction."""
+        return self.head(features.detach() if self.shortlist_size else features)
+
+    def _candidate_logits(self, logits: torch.Tensor, empty_allowed: bool) -> torch.Tensor:
+        """The empty sprite at -inf while it is no candidate (frozen sprites, §1.8)."""
+        if self.has_empty and not empty_allowed:
+            logits = torch.cat([logits[..., : self.K], torch.full_like(logits[..., self.K :], -math.inf)], -1)
+        return logits
+
+    def _offset_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits plus the balance offsets."""
+        if self.balance_rate > 0:
+            offset = torch.cat([self.balance, self.balance.new_zeros(len(self.balance), self.n_candidates - self.K)], 1)
+            logits = logits + offset[:, None]  # (L, 1, K')
+        return logits
+
+    def shortlist(self, logits: torch.Tensor, empty_allowed: bool) -> torch.Tensor:
+        """Candidates to render, (L, k, B): k distinct draws from softmax(scores / τ) in training
+        (Gumbel top-k), the k best scores at evaluation."""
+        scores = self._offset_scores(self._candidate_logits(logits.detach(), empty_allowed))
+        if self.training:
+            uniform = torch.rand_like(scores).clamp_min(torch.finfo(scores.dtype).tiny)
+            scores = scores / self.temperature - (-uniform.log()).log()
+        k = min(self.shortlist_size, self.K if self.has_empty and not empty_allowed else self.n_candidates)
+        return scores.topk(k, -1).indices.permute(0, 2, 1)
+
+    def learn_choice(self, logits: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """The shortlist's objective for the chosen candidates (L, B): cross-entropy of the head's
+        logits (L, B, K') towards them, plus the usage terms; the balance follows the choice."""
+        if self.training and self.balance_rate > 0:
+            self._rebalance(chosen)
+        cross_entropy = torch.nn.functional.cross_entropy(logits.flatten(0, 1), chosen.flatten())
+        return cross_entropy + self.penalty(logits.softmax(-1))
 
     def choose(
         self, logits: torch.Tensor, empty_allowed: bool
@@ -123,13 +165,9 @@ class LearnedSelection(nn.Module):
         The carrier weights are zero in value with the relaxed draw's gradient (None out of
         training); the penalty reads the choice probabilities.
         """
-        if self.has_empty and not empty_allowed:  # frozen sprites: the empty one is no candidate (§1.8)
-            logits = torch.cat([logits[..., : self.K], torch.full_like(logits[..., self.K :], -math.inf)], -1)
+        logits = self._candidate_logits(logits, empty_allowed)
         probs = logits.softmax(-1)  # what Gumbel-max draws from
-        scores = logits
-        if self.balance_rate > 0:
-            offset = torch.cat([self.balance, self.balance.new_zeros(len(self.balance), self.n_candidates - self.K)], 1)
-            scores = logits + offset[:, None]  # (L, 1, K')
+        scores = self._offset_scores(logits)
         if not self.training:
             return scores.argmax(-1), None, self.penalty(probs)
         if self.gumbel:

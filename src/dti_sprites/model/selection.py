@@ -32,8 +32,9 @@ def greedy_select(
 ) -> torch.Tensor:
     """Layer-by-layer coordinate descent from the background alone; returns indices (L, B).
 
-    extra_cost (K',) is added to each candidate's error (the empty-sprite prior); allowed
-    (K',) bool removes candidates (the empty sprite while sprites are frozen).
+    extra_cost (K',), or (L, K', B) when the candidates differ by layer and image (a learned
+    shortlist), is added to each candidate's error (the empty-sprite prior); allowed (K',)
+    bool removes candidates (the empty sprite while sprites are frozen).
     occlusion (B, L', L') includes the background as layer 0 when there is one.
     """
     L, K, B, C, H, W = cand_colors.shape
@@ -54,7 +55,7 @@ def greedy_select(
             residual = torch.addcmul(A - target, cand_masks[l], torch.addcmul(-D, cand_colors[l], T))
             error = torch.linalg.vector_norm(residual, dim=(-3, -2, -1)).square() / n_values  # (K', B)
             if extra_cost is not None:
-                error = error + extra_cost[:, None]
+                error = error + (extra_cost[l] if extra_cost.dim() == 3 else extra_cost[:, None])
             if allowed is not None:
                 error = error.masked_fill(~allowed[:, None], float("inf"))
             chosen[l] = error.argmin(0)

@@ -112,8 +112,10 @@ class DTISprites(nn.Module):
     @property
     def sprite_renders_per_layer(self) -> int:
         """Sprite images a training step draws per layer and image: every candidate, or with the
-        learned selection the drawn sprite and its gradient carrier."""
-        return 2 if self.selector is not None else self.n_candidates
+        learned selection the drawn sprite and its gradient carrier, or its shortlist."""
+        if self.selector is None:
+            return self.n_candidates
+        return self.selector.shortlist_size or 2
 
     def transformers(self) -> list[TransformSequence]:
         return [t for t in (self.sprite_transformer, self.layer_transformer, self.bkg_transformer) if t is not None]
@@ -277,7 +279,10 @@ class DTISprites(nn.Module):
 
         stack = self._sprite_stack()
         penalty = carrier = None
-        if self.selector is not None:  # predicted: no candidate is rendered (learned_selection.py)
+        if self.selector is not None and self.selector.shortlist_size:  # learned_selection.py, Shortlist
+            idx, penalty = self._select_shortlist(betas, noise, stack, backgrounds, occlusion, images)
+            bkg_idx = None if backgrounds is None else torch.zeros_like(idx[0])
+        elif self.selector is not None:  # predicted: no candidate is rendered (learned_selection.py)
             idx, carrier_weights, penalty = self.selector.choose(betas["selection"], not self.sprites_frozen)
             bkg_idx = None if backgrounds is None else torch.zeros_like(idx[0])
             if carrier_weights is not None:
@@ -301,6 +306,23 @@ class DTISprites(nn.Module):
             recon = recon + carried_color(carrier[0], through.detach())
         loss = (recon - images).square().flatten(1).mean(1)
         return Decomposition(recon, loss, idx, bkg_idx, colors, masks, occlusion, self.M > 0, betas, penalty)
+
+    def _select_shortlist(self, betas, noise, stack, backgrounds, occlusion, images):
+        """The head's shortlist rendered and compared as greedy selection compares all
+        candidates: chosen sprites (L, B) and the head's objective."""
+        logits = betas["selection"]
+        with torch.no_grad():
+            shortlist = self.selector.shortlist(logits, not self.sprites_frozen)  # (L, k, B)
+            cand_colors, cand_masks = self.render_sprites(_detach(betas), shortlist, noise, stack.detach())
+            extra_cost = None
+            if self.add_empty_sprite and not self.sprites_frozen:
+                extra_cost = (shortlist != self.K).float() * self.lambda_empty_sprite
+            bkg = None if backgrounds is None else backgrounds[0].detach()
+            local = greedy_select(
+                cand_colors, cand_masks, bkg, occlusion.detach(), images, self.greedy_iter, extra_cost
+            )
+            idx = shortlist.gather(1, local[:, None]).squeeze(1)  # (L, B)
+        return idx, self.selector.learn_choice(logits, idx)
 
     def _render_carrier(self, betas: dict, stack: torch.Tensor, idx: torch.Tensor, carrier_weights: torch.Tensor):
         """The learned selection's colour and mask changes (L, B, C|1, H, W), zero in value:
