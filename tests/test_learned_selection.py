@@ -115,6 +115,21 @@ def test_shortlist_learns_to_propose_what_greedy_selection_keeps():
     assert agree.mean() >= 0.9 and agree.mean(1).min() >= 0.8, agree.mean(1)
 
 
+def test_shortlist_draws_distinct_candidates_and_tries_the_ruled_out():
+    """Training shortlists hold distinct candidates, never the empty sprite while it is no
+    candidate, and half of them come from outside the head's favourites; evaluation takes the top k."""
+    net = known_sprites_model(selection_estimator="shortlist", selection_shortlist=2, add_empty_sprite=True)
+    selector = net.selector.train()
+    logits = torch.zeros(L, 200, K + 1)
+    logits[..., 0] = 50.0  # the head is sure of sprite 0
+    picked = selector.shortlist(logits, empty_allowed=False)  # (L, 2, B)
+    assert (picked[:, 0] == 0).all() and (picked[:, 1] != 0).all()
+    assert (picked != K).all() and set(picked[:, 1].unique().tolist()) == {1, 2, 3}
+    assert K in selector.shortlist(logits, empty_allowed=True)[:, 1]
+    selector.eval()
+    assert torch.equal(selector.shortlist(logits, True), logits.topk(2, -1).indices.permute(0, 2, 1))
+
+
 @pytest.mark.parametrize("pred_occlusion", [False, True])
 def test_carrier_gradient_is_the_first_order_change_of_switching(pred_occlusion):
     """With transformations and clamps out of the way, the gradient each candidate's weight

@@ -23,11 +23,14 @@ with c's colour, and left the back layer of a two-layer test at chance.
 τ falls geometrically over `selection_anneal_iterations` (set by the trainer each step).
 
 Shortlist (`selection_estimator: shortlist`). The straight-through gradient is first order and
-the head must guess; here it proposes and the image decides. Each layer samples
-`selection_shortlist` distinct candidates from softmax(logits / τ) (Gumbel top-k), the model
-renders them and keeps the best as greedy selection does among all, and the head learns, by
-cross-entropy on features it does not train, to predict what was kept. At evaluation the
-shortlist is the top k. A step renders k + 1 sprite images per layer instead of K' + 1.
+the head must guess; here it proposes and the image decides. Each layer tries
+`selection_shortlist` (k) distinct candidates: ⌈k/2⌉ drawn from softmax(logits / τ) (Gumbel
+top-k) and the rest uniformly among the others. The model renders them and keeps the best as
+greedy selection does among all, and the head learns, by cross-entropy on features it does not
+train, to predict what was kept. Without the uniform half, the head's own proposals were all it
+was ever shown to be right about: on Tetrominoes a few sprites took every layer and
+reassignment restarted the rest. At evaluation the shortlist is the top k. A step renders
+k + 1 sprite images per layer instead of K' + 1.
 
 Balance. Reading mean probabilities, the usage term below cannot see the argmax pile onto a
 few sprites while the logits stay nearly flat; reassignment then restarted most sprites at every
@@ -140,14 +143,18 @@ class LearnedSelection(nn.Module):
         return logits
 
     def shortlist(self, logits: torch.Tensor, empty_allowed: bool) -> torch.Tensor:
-        """Candidates to render, (L, k, B): k distinct draws from softmax(scores / τ) in training
-        (Gumbel top-k), the k best scores at evaluation."""
+        """Candidates to render, (L, k, B). In training, the first ⌈k/2⌉ are distinct draws from
+        softmax(scores / τ) (Gumbel top-k) and the rest uniform draws among the others, so that
+        a sprite the head has ruled out still gets tried; at evaluation, the k best scores."""
         scores = self._offset_scores(self._candidate_logits(logits.detach(), empty_allowed))
-        if self.training:
-            uniform = torch.rand_like(scores).clamp_min(torch.finfo(scores.dtype).tiny)
-            scores = scores / self.temperature - (-uniform.log()).log()
         k = min(self.shortlist_size, self.K if self.has_empty and not empty_allowed else self.n_candidates)
-        return scores.topk(k, -1).indices.permute(0, 2, 1)
+        if not self.training:
+            return scores.topk(k, -1).indices.permute(0, 2, 1)
+        uniform = torch.rand_like(scores).clamp_min(torch.finfo(scores.dtype).tiny)
+        proposed = (scores / self.temperature - (-uniform.log()).log()).topk((k + 1) // 2, -1).indices
+        explore = torch.rand_like(scores).masked_fill(scores == -math.inf, -1.0)  # never the excluded empty sprite
+        explore = explore.scatter(-1, proposed, -2.0).topk(k // 2, -1).indices
+        return torch.cat([proposed, explore], -1).permute(0, 2, 1)
 
     def learn_choice(self, logits: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """The shortlist's objective for the chosen candidates (L, B): cross-entropy of the head's
