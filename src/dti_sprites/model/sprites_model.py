@@ -322,7 +322,7 @@ class DTISprites(nn.Module):
                 cand_colors, cand_masks, bkg, occlusion.detach(), images, self.greedy_iter, extra_cost
             )
             idx = shortlist.gather(1, local[:, None]).squeeze(1)  # (L, B)
-        return idx, self.selector.learn_choice(logits, idx)
+        return idx, self.selector.learn_choice(logits, shortlist, local, idx)
 
     def _render_carrier(self, betas: dict, stack: torch.Tensor, idx: torch.Tensor, carrier_weights: torch.Tensor):
         """The learned selection's colour and mask changes (L, B, C|1, H, W), zero in value:
