@@ -16,7 +16,7 @@ from dti_sprites.model.composition import layered_composite
 from dti_sprites.model.learned_selection import temperature_at
 from dti_sprites.model.sprites_model import DTISprites
 from dti_sprites.op_census import OpCensus
-from dti_sprites.training.checkpoint import check_compatible
+from dti_sprites.training.checkpoint import check_compatible, load_trained_model, save_checkpoint
 from dti_sprites.training.dead_layers import restart_layers
 from dti_sprites.training.trainer import Trainer
 
@@ -240,9 +240,9 @@ def test_balance_spreads_draws_that_flat_logits_pile_onto_one_sprite():
     selector.copy_sprite(3, 1, None, 0.0)
     assert torch.equal(selector.balance[:, 3], selector.balance[:, 1])
     assert torch.equal(selector.draw_frequency[:, 3], selector.draw_frequency[:, 1])
-    frozen = known_sprites_model()  # rate 0: the offsets stay at zero and the draw is the argmax
-    frozen.selector.train().choose(logits, True)
-    assert not frozen.selector.balance.any()
+    plain = known_sprites_model()  # rate 0: no offsets, and the draw is the argmax
+    assert plain.selector.balance is None and "selector.balance" not in plain.state_dict()
+    assert (plain.selector.train().choose(logits, True)[0] == 0).all()
 
 
 def test_dead_layer_restart_moves_the_selection_rows_with_their_layers():
@@ -330,6 +330,18 @@ def test_checkpoints_written_before_the_selection_key_resume_as_they_were():
     check_compatible(saved, current)  # estimate_minimum: true was greedy then too
     with pytest.raises(CheckpointError, match=r"model\.selection \('greedy' vs 'learned'\)"):
         check_compatible(saved, _model_section(estimate_minimum=True, selection="learned"))
+
+
+def test_learned_model_saved_before_the_shortlist_and_balance_keys_loads(tmp_path):
+    """A learned-selection model.pkl whose config lacks keys added since loads, at their defaults."""
+    net = known_sprites_model()
+    cfg = {k: v for k, v in net.kwargs["cfg"].items() if k not in ("selection_shortlist", "selection_balance_rate")}
+    save_checkpoint(
+        tmp_path / "model.pkl", {"model_kwargs": {**net.kwargs, "cfg": cfg}, "model_state": net.state_dict()}
+    )
+    loaded, _ = load_trained_model(tmp_path / "model.pkl")
+    assert loaded.selector.balance is None and loaded.selector.shortlist_size == 0
+    assert_same_state(loaded.state_dict(), net.state_dict())
 
 
 def test_dsprites10_config_and_ten_object_scenes(tmp_path, capsys):

@@ -116,9 +116,13 @@ class LearnedSelection(nn.Module):
         self.empty_cost = cfg["lambda_empty_sprite"]
         self.iteration = 0  # set by the trainer before each step; only the temperature reads it
         self.balance_rate = cfg["selection_balance_rate"]
-        # Per layer and sprite: the offset added to its logits, how often it was drawn lately (see Balance).
-        self.register_buffer("balance", torch.zeros(n_layers, n_sprites))
-        self.register_buffer("draw_frequency", torch.full((n_layers, n_sprites), 1.0 / n_sprites))
+        # Per layer and sprite: the offset added to its logits, how often it was drawn lately (see
+        # Balance). Only with a rate: a model without them loads checkpoints written before them.
+        if self.balance_rate > 0:
+            self.register_buffer("balance", torch.zeros(n_layers, n_sprites))
+            self.register_buffer("draw_frequency", torch.full((n_layers, n_sprites), 1.0 / n_sprites))
+        else:
+            self.balance = self.draw_frequency = None
 
     @property
     def temperature(self) -> float:
@@ -229,7 +233,8 @@ class LearnedSelection(nn.Module):
         for tensor in (self.head.last_weight, self.head.last_bias):
             for view in [tensor] + [moment for _, moment in row_moments(optimizer, tensor)]:
                 view[..., dst] = view[..., src]
-        self.balance[:, dst] = self.balance[:, src]
-        self.draw_frequency[:, [dst, src]] = self.draw_frequency[:, src, None] / 2  # src's images are now split
+        if self.balance is not None:
+            self.balance[:, dst] = self.balance[:, src]
+            self.draw_frequency[:, [dst, src]] = self.draw_frequency[:, src, None] / 2  # src's images are now split
         weight = self.head.last_weight[..., dst]  # (L, hidden)
         weight += torch.randn_like(weight) * noise_std

@@ -97,7 +97,8 @@ def load_trained_model(path: str | Path, device="cpu"):
     kwargs = ckpt["model_kwargs"]
     C, (H, W) = kwargs["n_channels"], kwargs["img_size"]
     # Data-driven initialisations are overwritten by the saved weights: feed them blanks.
-    model = DTISprites(kwargs["cfg"], (H, W), C, sample_images=lambda n: torch.zeros(n, C, H, W))
+    cfg = current_model_config(kwargs["cfg"])
+    model = DTISprites(cfg, (H, W), C, sample_images=lambda n: torch.zeros(n, C, H, W))
     try:
         model.load_state_dict(ckpt["model_state"])
     except RuntimeError as err:
@@ -107,14 +108,21 @@ def load_trained_model(path: str | Path, device="cpu"):
     return model.to(device).eval(), ckpt
 
 
+def current_model_config(saved: dict) -> dict:
+    """A checkpoint's model section as today's schema reads it: renamed keys under their new
+    names, and every key added since at its default."""
+    saved = upgrade_model_keys(saved)
+    saved = {**{k: key.default for k, key in SCHEMA["model"].items() if k not in saved}, **saved}
+    saved["selection"] = selection_of(saved)  # written before the key: estimate_minimum said it
+    return saved
+
+
 def check_compatible(saved: dict, current: dict) -> None:
     """Refuse to resume with a model config that differs from the checkpoint's.
 
     A key added to the schema after the checkpoint was written counts as its default.
     """
-    saved = upgrade_model_keys(saved)
-    saved = {**{k: key.default for k, key in SCHEMA["model"].items() if k not in saved}, **saved}
-    saved["selection"] = selection_of(saved)  # written before the key: estimate_minimum said it
+    saved = current_model_config(saved)
     differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differ:
         raise CheckpointError(
