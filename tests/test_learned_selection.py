@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same_state, small_config
 
 from dti_sprites.cli import main
 from dti_sprites.config import load_config, validate
@@ -19,8 +20,6 @@ from dti_sprites.op_census import OpCensus
 from dti_sprites.training.checkpoint import check_compatible, load_trained_model, save_checkpoint
 from dti_sprites.training.dead_layers import restart_layers
 from dti_sprites.training.trainer import Trainer
-
-from conftest import assert_same_state, small_config
 
 SIZE, K, L = 12, 4, 2
 COLORS = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.9, 0.1], [0.1, 0.1, 0.9], [0.9, 0.9, 0.1]])
