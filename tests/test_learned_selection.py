@@ -66,6 +66,17 @@ def compose(net: DTISprites, idx: torch.Tensor) -> torch.Tensor:
         return layered_composite(torch.cat([background, colors]), torch.cat([torch.ones_like(masks[:1]), masks]))
 
 
+def _fit(net: DTISprites, images: torch.Tensor, params: list, lr: float, steps: int = 300) -> None:
+    """Adam on params for `steps` batches of 16 cycling through images, the temperature following."""
+    optimizer = torch.optim.Adam(params, lr=lr)
+    for step in range(steps):
+        net.selector.iteration = step
+        out = net(images[torch.arange(step * 16, step * 16 + 16) % len(images)])
+        optimizer.zero_grad()
+        out.objective().backward()
+        optimizer.step()
+
+
 def test_learned_selection_finds_the_sprites_that_made_the_images():
     """300 steps on 64 images of two overlapping squares: the argmax names both squares, the
     hidden part of the back one included. Only the encoder and the selection head learn."""
@@ -73,14 +84,12 @@ def test_learned_selection_finds_the_sprites_that_made_the_images():
     gen = torch.Generator().manual_seed(1)
     truth = torch.randint(K, (L, 64), generator=gen)
     images = compose(net, truth)
-    learnable = [p for name, p in net.named_parameters() if name not in ("prototypes", "masks", "backgrounds")]
-    optimizer = torch.optim.Adam(learnable, lr=1e-3)
-    for step in range(300):
-        net.selector.iteration = step
-        out = net(images[torch.arange(step * 16, step * 16 + 16) % 64])
-        optimizer.zero_grad()
-        out.objective().backward()
-        optimizer.step()
+    _fit(
+        net,
+        images,
+        [p for name, p in net.named_parameters() if name not in ("prototypes", "masks", "backgrounds")],
+        1e-3,
+    )
     fresh = torch.randint(K, (L, 64), generator=gen)
     net.eval()
     with torch.no_grad():
@@ -96,13 +105,7 @@ def test_shortlist_learns_to_propose_what_greedy_selection_keeps():
     net = known_sprites_model(selection_estimator="shortlist", selection_shortlist=2, greedy_algo_iter=2)
     gen = torch.Generator().manual_seed(1)
     images = compose(net, torch.randint(K, (L, 64), generator=gen))
-    optimizer = torch.optim.Adam([p for name, p in net.named_parameters() if name.startswith("selector")], lr=3e-3)
-    for step in range(300):
-        net.selector.iteration = step
-        out = net(images[torch.arange(step * 16, step * 16 + 16) % 64])
-        optimizer.zero_grad()
-        out.objective().backward()
-        optimizer.step()
+    _fit(net, images, [p for name, p in net.named_parameters() if name.startswith("selector")], 3e-3)
     fresh = compose(net, torch.randint(K, (L, 64), generator=gen))
     net.eval()
     with torch.no_grad():

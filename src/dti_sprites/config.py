@@ -137,8 +137,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "estimate_minimum": Key((BOOL,), False),
         "greedy_algo_iter": Key((INT,), 1, _positive),
         # learned only (model/learned_selection.py): straight_through draws the argmax, gumbel adds Gumbel noise
-        # first, shortlist renders the head's selection_shortlist likeliest sprites and keeps the best; the temperature falls geometrically from the first value to the second over
-        # selection_anneal_iterations; selection_usage_weight weighs the batch's sprite usage against uniform.
+        # first, shortlist renders selection_shortlist proposed sprites and keeps the best; the temperature falls
+        # geometrically from the first value to the second over selection_anneal_iterations;
+        # selection_usage_weight weighs the batch's sprite usage against uniform.
         "selection_estimator": Key((STR,), "straight_through", _one_of(*SELECTION_ESTIMATORS)),
         "selection_temperature": Key((LIST,), [2.0, 0.5], _temperatures),
         "selection_anneal_iterations": Key((INT,), 10000, _positive),

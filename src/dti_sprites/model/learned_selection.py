@@ -52,6 +52,7 @@ Layout: logits and weights (L, B, K'); sprite stacks (K', C+2, h, w) as the mode
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .heads import HeadBank
@@ -61,6 +62,13 @@ from .optimizer_rows import row_moments
 BALANCE_DECAY = 0.99
 # A frequency below this fraction of the mean counts as this fraction (log 0 is no step size).
 BALANCE_FLOOR = 1e-2
+
+
+def gumbel_noise(like: torch.Tensor) -> torch.Tensor:
+    """Gumbel(0, 1) samples shaped like `like`: added to logits, the argmax (or top k) draws from
+    their softmax (without replacement)."""
+    uniform = torch.rand_like(like).clamp_min(torch.finfo(like.dtype).tiny)
+    return -(-uniform.log()).log()
 
 
 def temperature_at(start: float, end: float, anneal_iterations: int, iteration: int) -> float:
@@ -140,11 +148,10 @@ class LearnedSelection(nn.Module):
         return logits
 
     def _offset_scores(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits plus the balance offsets."""
-        if self.balance_rate > 0:
-            offset = torch.cat([self.balance, self.balance.new_zeros(len(self.balance), self.n_candidates - self.K)], 1)
-            logits = logits + offset[:, None]  # (L, 1, K')
-        return logits
+        """Logits plus the balance offsets (none on the empty sprite)."""
+        if self.balance is None:
+            return logits
+        return logits + F.pad(self.balance, (0, self.n_candidates - self.K))[:, None]  # (L, 1, K')
 
     def shortlist(self, logits: torch.Tensor, empty_allowed: bool) -> torch.Tensor:
         """Candidates to render, (L, k, B). In training, the first ⌈k/2⌉ are distinct draws from
@@ -154,8 +161,7 @@ class LearnedSelection(nn.Module):
         k = min(self.shortlist_size, self.K if self.has_empty and not empty_allowed else self.n_candidates)
         if not self.training:
             return scores.topk(k, -1).indices.permute(0, 2, 1)
-        uniform = torch.rand_like(scores).clamp_min(torch.finfo(scores.dtype).tiny)
-        proposed = (scores / self.temperature - (-uniform.log()).log()).topk((k + 1) // 2, -1).indices
+        proposed = (scores / self.temperature + gumbel_noise(scores)).topk((k + 1) // 2, -1).indices
         explore = torch.rand_like(scores).masked_fill(scores == -math.inf, -1.0)  # never the excluded empty sprite
         explore = explore.scatter(-1, proposed, -2.0).topk(k // 2, -1).indices
         return torch.cat([proposed, explore], -1).permute(0, 2, 1)
@@ -169,10 +175,10 @@ class LearnedSelection(nn.Module):
         candidates were compared: a softmax over all K' would also push down sprites never
         tried, and with half the shortlist drawn at random the head then learned next to nothing
         (its first choice agreed with greedy's on 1-9% of layers, chance being 5%)."""
-        if self.training and self.balance_rate > 0:
+        if self.training and self.balance is not None:
             self._rebalance(chosen)
         tried = logits.gather(-1, shortlist.transpose(1, 2))  # (L, B, k)
-        cross_entropy = torch.nn.functional.cross_entropy(tried.flatten(0, 1), kept.flatten())
+        cross_entropy = F.cross_entropy(tried.flatten(0, 1), kept.flatten())
         return cross_entropy + self.penalty(logits.softmax(-1))
 
     def choose(
@@ -189,11 +195,10 @@ class LearnedSelection(nn.Module):
         if not self.training:
             return scores.argmax(-1), None, self.penalty(probs)
         if self.gumbel:
-            uniform = torch.rand_like(logits).clamp_min(torch.finfo(logits.dtype).tiny)
-            scores = scores - (-uniform.log()).log()  # + Gumbel(0, 1) noise
+            scores = scores + gumbel_noise(scores)
         relaxed = (scores / self.temperature).softmax(-1)
         chosen = scores.argmax(-1)
-        if self.balance_rate > 0:
+        if self.balance is not None:
             self._rebalance(chosen)
         return chosen, relaxed - relaxed.detach(), self.penalty(probs)
 

@@ -279,14 +279,14 @@ class DTISprites(nn.Module):
 
         stack = self._sprite_stack()
         penalty = carrier = None
-        if self.selector is not None and self.selector.shortlist_size:  # learned_selection.py, Shortlist
-            idx, penalty = self._select_shortlist(betas, noise, stack, backgrounds, occlusion, images)
+        if self.selector is not None:  # predicted (learned_selection.py)
+            if self.selector.shortlist_size:  # a few proposed candidates rendered and compared
+                idx, penalty = self._select_shortlist(betas, noise, stack, backgrounds, occlusion, images)
+            else:  # no candidate rendered
+                idx, carrier_weights, penalty = self.selector.choose(betas["selection"], not self.sprites_frozen)
+                if carrier_weights is not None:
+                    carrier = self._render_carrier(betas, stack, idx, carrier_weights)
             bkg_idx = None if backgrounds is None else torch.zeros_like(idx[0])
-        elif self.selector is not None:  # predicted: no candidate is rendered (learned_selection.py)
-            idx, carrier_weights, penalty = self.selector.choose(betas["selection"], not self.sprites_frozen)
-            bkg_idx = None if backgrounds is None else torch.zeros_like(idx[0])
-            if carrier_weights is not None:
-                carrier = self._render_carrier(betas, stack, idx, carrier_weights)
         else:
             with torch.no_grad():
                 cand_colors, cand_masks = self.render_candidates(_detach(betas), B, noise, stack.detach())
