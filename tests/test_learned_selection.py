@@ -334,15 +334,19 @@ def test_checkpoints_written_before_the_selection_key_resume_as_they_were():
         check_compatible(saved, _model_section(estimate_minimum=True, selection="learned"))
 
 
-def test_learned_model_saved_before_the_shortlist_and_balance_keys_loads(tmp_path):
+def test_learned_model_saved_before_the_shortlist_balance_and_readout_keys_loads(tmp_path):
     """A learned-selection model.pkl whose config lacks keys added since loads, at their defaults."""
     net = known_sprites_model()
-    cfg = {k: v for k, v in net.kwargs["cfg"].items() if k not in ("selection_shortlist", "selection_balance_rate")}
+    cfg = {
+        k: v
+        for k, v in net.kwargs["cfg"].items()
+        if k not in ("selection_shortlist", "selection_balance_rate", "selection_readout")
+    }
     save_checkpoint(
         tmp_path / "model.pkl", {"model_kwargs": {**net.kwargs, "cfg": cfg}, "model_state": net.state_dict()}
     )
     loaded, _ = load_trained_model(tmp_path / "model.pkl")
-    assert loaded.selector.balance is None and loaded.selector.shortlist_size == 0
+    assert loaded.selector.balance is None and loaded.selector.shortlist_size == 0 and loaded.selector.readout is None
     assert_same_state(loaded.state_dict(), net.state_dict())
 
 

@@ -148,6 +148,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "selection_balance_rate": Key((FLOAT,), 0.0, _non_negative),
         # shortlist only: candidates the head proposes per layer, rendered and compared exactly
         "selection_shortlist": Key((INT,), 4, _positive),
+        # learned only: what the head reads, the pooled features alone or also the feature map at each layer's
+        # centre (model/position_readout.py)
+        "selection_readout": Key((STR,), "pooled", _one_of("pooled", "position")),
         "use_clamp": Key((STR, BOOL), "soft"),
         "reassign_cluster": Key((BOOL,), True),
         "empty_cluster_threshold": Key((FLOAT, NONE), None, lambda v: v is None or _non_negative(v)),

@@ -57,6 +57,7 @@ from torch import nn
 
 from .heads import HeadBank
 from .optimizer_rows import row_moments
+from .position_readout import PositionReadout
 
 # Running frequencies of the draws average over about 1 / (1 - decay) steps.
 BALANCE_DECAY = 0.99
@@ -109,12 +110,17 @@ def carried_color(color_change: torch.Tensor, through: torch.Tensor) -> torch.Te
 class LearnedSelection(nn.Module):
     """Per-layer logits over the candidates, the straight-through draw, and the usage terms."""
 
-    def __init__(self, cfg: dict, n_layers: int, n_sprites: int, has_empty: bool, in_features: int):
+    def __init__(self, cfg: dict, n_layers: int, n_sprites: int, has_empty: bool, in_features: int, map_channels: int):
         super().__init__()
         self.K, self.has_empty = n_sprites, has_empty
         self.n_candidates = n_sprites + int(has_empty)
         # One MLP per layer, K' outputs; its last layer starts at zero: every candidate equally likely.
         self.head = HeadBank(n_layers, in_features, self.n_candidates, cfg["n_hidden_layers"], cfg["norm_layer"])
+        self.readout = (
+            PositionReadout(map_channels, self.n_candidates, cfg["n_hidden_layers"], cfg["norm_layer"])
+            if cfg["selection_readout"] == "position"
+            else None
+        )
         self.gumbel = cfg["selection_estimator"] == "gumbel"
         self.shortlist_size = (
             min(cfg["selection_shortlist"], n_sprites) if cfg["selection_estimator"] == "shortlist" else 0
@@ -136,10 +142,19 @@ class LearnedSelection(nn.Module):
     def temperature(self) -> float:
         return temperature_at(*self.schedule, self.iteration)
 
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """features (B, F) -> (L, B, K'). The shortlist's head learns a target of its own and
-        leaves the encoder to the reconstruction."""
-        return self.head(features.detach() if self.shortlist_size else features)
+    def logits(
+        self, features: torch.Tensor, feature_map: torch.Tensor | None = None, centres: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """features (B, F) -> (L, B, K'); with the position readout, plus what it reads of the
+        feature map (B, F', h, w) at the layers' centres (L, B, 2). The shortlist's head learns a
+        target of its own and leaves the encoder to the reconstruction."""
+        if self.shortlist_size:
+            features = features.detach()
+            feature_map = None if feature_map is None else feature_map.detach()
+        logits = self.head(features)
+        if self.readout is not None:
+            logits = logits + self.readout(feature_map, centres)
+        return logits
 
     def _candidate_logits(self, logits: torch.Tensor, empty_allowed: bool) -> torch.Tensor:
         """The empty sprite at -inf while it is no candidate (frozen sprites, §1.8)."""
@@ -235,11 +250,13 @@ class LearnedSelection(nn.Module):
         (reassignment), plus noise: equal logits would leave every image to the lower index of
         the two under the argmax, while noisy weights split src's images along a random
         hyperplane of the features, as reassignment splits a cluster."""
-        for tensor in (self.head.last_weight, self.head.last_bias):
+        heads = [self.head] + ([self.readout.head] if self.readout is not None else [])
+        for tensor in [t for head in heads for t in (head.last_weight, head.last_bias)]:
             for view in [tensor] + [moment for _, moment in row_moments(optimizer, tensor)]:
                 view[..., dst] = view[..., src]
         if self.balance is not None:
             self.balance[:, dst] = self.balance[:, src]
             self.draw_frequency[:, [dst, src]] = self.draw_frequency[:, src, None] / 2  # src's images are now split
-        weight = self.head.last_weight[..., dst]  # (L, hidden)
-        weight += torch.randn_like(weight) * noise_std
+        for head in heads:
+            weight = head.last_weight[..., dst]  # (n_heads, hidden)
+            weight += torch.randn_like(weight) * noise_std

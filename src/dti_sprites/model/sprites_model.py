@@ -17,6 +17,7 @@ from .encoders import build_encoder
 from .heads import HeadBank
 from .learned_selection import LearnedSelection, carried_color, carrier_sprites
 from .optimizer_rows import row_moments
+from .position_readout import check_readable, layer_centres
 from .prototypes import SampleImages, init_tensor
 from .selection import exhaustive_select, greedy_select
 from .transform_sequence import TransformSequence
@@ -98,11 +99,13 @@ class DTISprites(nn.Module):
             if self.pred_occlusion
             else None
         )
-        self.selector = (
-            LearnedSelection(cfg, self.L, self.K, self.add_empty_sprite, n_features)
-            if self.selection == "learned"
-            else None
-        )
+        self.selector = None
+        if self.selection == "learned":
+            if cfg["selection_readout"] == "position":
+                check_readable(self.layer_transformer)
+            pool_h, pool_w = self.encoder.pool.output_size
+            map_channels = n_features // (pool_h * pool_w)
+            self.selector = LearnedSelection(cfg, self.L, self.K, self.add_empty_sprite, n_features, map_channels)
 
     # ---- bookkeeping -------------------------------------------------------------------------
     @property
@@ -156,20 +159,37 @@ class DTISprites(nn.Module):
         return stack
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Features (B, F) in float32; only the encoder runs in bf16 when `encoder_bf16` is set."""
-        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.encoder_bf16):
-            features = self.encoder(images.contiguous(memory_format=torch.channels_last))
-        return features.float()
+        """Features (B, F) in float32."""
+        return self.encode_map(images)[0]
 
-    def predict(self, features: torch.Tensor) -> dict:
-        """All head outputs for a batch of features (B, F)."""
-        return {
+    def encode_map(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled features (B, F) and the feature map before pooling (B, F', h, w), in float32;
+        only the encoder runs in bf16 when `encoder_bf16` is set."""
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.encoder_bf16):
+            feature_map = self.encoder.trunk(images.contiguous(memory_format=torch.channels_last))
+            features = self.encoder.flatten(self.encoder.pool(feature_map))
+        return features.float(), feature_map.float()
+
+    def predict(self, features: torch.Tensor, feature_map: torch.Tensor | None = None) -> dict:
+        """All head outputs for a batch of features (B, F); the feature map is read only by the
+        learned selection's position readout."""
+        betas = {
             "sprite": self.sprite_transformer.predict(features),
             "layer": self.layer_transformer.predict(features) if self.layer_transformer is not None else None,
             "bkg": self.bkg_transformer.predict(features) if self.bkg_transformer is not None else None,
             "occlusion": self.occlusion_head(features)[0] if self.occlusion_head is not None else None,
-            "selection": self.selector.logits(features) if self.selector is not None else None,  # (L, B, K')
+            "selection": None,
         }
+        if self.selector is not None:
+            centres = None
+            if self.selector.readout is not None:
+                if feature_map is None:
+                    raise ValueError(
+                        "predict: selection_readout: position reads the feature map; pass encode_map's pair"
+                    )
+                centres = layer_centres(self.layer_transformer, betas["layer"])
+            betas["selection"] = self.selector.logits(features, feature_map, centres)  # (L, B, K')
+        return betas
 
     def _gather_sprite_betas(self, beta: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
         """(L*K, B, d) -> (L*N*B, d) for sprite indices idx (L, N, B); the empty sprite gets zeros."""
@@ -270,7 +290,7 @@ class DTISprites(nn.Module):
     def forward(self, images: torch.Tensor) -> Decomposition:
         """Explain images (B, C, H, W) in [0, 1]: select a sprite per layer and compose."""
         B = images.shape[0]
-        betas = self.predict(self.encode(images))
+        betas = self.predict(*self.encode_map(images))
         noise = None
         if self._noise_active():
             noise = torch.rand(self.n_candidates, 1, *self.img_size, device=images.device)
