@@ -40,6 +40,10 @@ training step, f_lk a running mean of how often layer l draws sprite k (decay BA
 f̄_l their mean over sprites, so an over-drawn sprite yields images to the others and a sprite
 never drawn comes back into play. Per layer, because reassignment judges a layer's usage.
 
+Readout. With `selection_readout: position`, the logits also read the encoder's feature map at
+each layer's sprite centre (model/position_readout.py): from pooled features alone the head
+could not tell which of 19 Tetrominoes sprites a layer's object was.
+
 Usage terms keep sprites alive and layers parsimonious:
 - `selection_usage_weight` · KL(p̄ ‖ uniform), p̄ the batch's mean choice probabilities of
   the K sprites (empty one left out), pooled over layers and images;
