@@ -40,16 +40,16 @@ def layer_centres(layer_transformer: TransformSequence, betas: list[torch.Tensor
     canvas point q; the sprite's centre (0, 0) therefore lands at the projection of
     (M_1 M_2 ...)^-1 [0, 0, 1].
     """
+    first = next(beta for beta in betas if beta is not None)  # a spatial module has parameters
+    L, B = first.shape[:2]
     matrix = None
     for transform, beta, active in zip(layer_transformer.transforms, betas, layer_transformer.active):
         if not active or transform.kind != "spatial":
             continue
-        L, B, d = beta.shape
-        step = transform.sampling_matrix(beta.reshape(L * B, d))  # (L*B, 3, 3)
+        step = transform.sampling_matrix(beta.reshape(L * B, -1))  # (L*B, 3, 3)
         matrix = step if matrix is None else matrix @ step
     if matrix is None:  # no spatial module switched on yet: every sprite is centred
-        L, B = betas[0].shape[:2]
-        return torch.zeros(L, B, 2, device=betas[0].device)
+        return torch.zeros(L, B, 2, device=first.device)
     origin = torch.tensor([0.0, 0.0, 1.0], device=matrix.device, dtype=matrix.dtype).expand(matrix.shape[0], 3)
     centre = torch.linalg.solve(matrix, origin)  # (L*B, 3)
     centre = centre[:, :2] / centre[:, 2:]

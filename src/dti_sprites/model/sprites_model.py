@@ -163,12 +163,12 @@ class DTISprites(nn.Module):
         return self.encode_map(images)[0]
 
     def encode_map(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pooled features (B, F) and the feature map before pooling (B, F', h, w), in float32;
-        only the encoder runs in bf16 when `encoder_bf16` is set."""
+        """Pooled features (B, F) in float32 and the feature map before pooling (B, F', h, w), in
+        bf16 when `encoder_bf16` is set (only the position readout reads it, and casts it then)."""
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.encoder_bf16):
             feature_map = self.encoder.trunk(images.contiguous(memory_format=torch.channels_last))
             features = self.encoder.flatten(self.encoder.pool(feature_map))
-        return features.float(), feature_map.float()
+        return features.float(), feature_map
 
     def predict(self, features: torch.Tensor, feature_map: torch.Tensor | None = None) -> dict:
         """All head outputs for a batch of features (B, F); the feature map is read only by the
@@ -188,6 +188,7 @@ class DTISprites(nn.Module):
                         "predict: selection_readout: position reads the feature map; pass encode_map's pair"
                     )
                 centres = layer_centres(self.layer_transformer, betas["layer"])
+                feature_map = feature_map.float()
             betas["selection"] = self.selector.logits(features, feature_map, centres)  # (L, B, K')
         return betas
 
