@@ -15,7 +15,8 @@ from .composition import fixed_occlusion, layered_composite, predicted_occlusion
 from .decomposition import Decomposition
 from .encoders import build_encoder
 from .heads import HeadBank
-from .learned_selection import LearnedSelection, carried_color, carrier_sprites
+from .learned_selection import LearnedSelection, carried_color
+from .learned_step import learned_choice
 from .optimizer_rows import row_moments
 from .position_readout import check_readable, layer_centres
 from .prototypes import SampleImages, init_tensor
@@ -300,13 +301,10 @@ class DTISprites(nn.Module):
 
         stack = self._sprite_stack()
         penalty = carrier = None
-        if self.selector is not None:  # predicted (learned_selection.py)
-            if self.selector.shortlist_size:  # a few proposed candidates rendered and compared
-                idx, penalty = self._select_shortlist(betas, noise, stack, backgrounds, occlusion, images)
-            else:  # no candidate rendered
-                idx, carrier_weights, penalty = self.selector.choose(betas["selection"], not self.sprites_frozen)
-                if carrier_weights is not None:
-                    carrier = self._render_carrier(betas, stack, idx, carrier_weights)
+        if self.selector is not None:  # predicted (learned_step.py)
+            idx, penalty, carrier = learned_choice(
+                self, betas, _detach(betas), noise, stack, backgrounds, occlusion, images
+            )
             bkg_idx = None if backgrounds is None else torch.zeros_like(idx[0])
         else:
             with torch.no_grad():
@@ -327,31 +325,6 @@ class DTISprites(nn.Module):
             recon = recon + carried_color(carrier[0], through.detach())
         loss = (recon - images).square().flatten(1).mean(1)
         return Decomposition(recon, loss, idx, bkg_idx, colors, masks, occlusion, self.M > 0, betas, penalty)
-
-    def _select_shortlist(self, betas, noise, stack, backgrounds, occlusion, images):
-        """The head's shortlist rendered and compared as greedy selection compares all
-        candidates: chosen sprites (L, B) and the head's objective."""
-        logits = betas["selection"]
-        with torch.no_grad():
-            shortlist = self.selector.shortlist(logits, not self.sprites_frozen)  # (L, k, B)
-            cand_colors, cand_masks = self.render_sprites(_detach(betas), shortlist, noise, stack.detach())
-            extra_cost = None
-            if self.add_empty_sprite and not self.sprites_frozen:
-                extra_cost = (shortlist != self.K).float() * self.lambda_empty_sprite
-            bkg = None if backgrounds is None else backgrounds[0].detach()
-            local = greedy_select(
-                cand_colors, cand_masks, bkg, occlusion.detach(), images, self.greedy_iter, extra_cost
-            )
-            idx = shortlist.gather(1, local[:, None]).squeeze(1)  # (L, B)
-        return idx, self.selector.learn_choice(logits, shortlist, local, idx)
-
-    def _render_carrier(self, betas: dict, stack: torch.Tensor, idx: torch.Tensor, carrier_weights: torch.Tensor):
-        """The learned selection's colour and mask changes (L, B, C|1, H, W), zero in value:
-        the carrier sprites drawn with the chosen sprites' transformations, held fixed."""
-        sprites = carrier_sprites(stack.detach(), idx, carrier_weights).flatten(0, 1)  # (L*B, C+2, h, w)
-        colors, masks = self.render_sprites(_detach(betas), idx.unsqueeze(1), None, sprites=sprites)
-        colors, masks = colors[:, 0], masks[:, 0]
-        return colors - colors.detach(), masks - masks.detach()
 
     # ---- reassignment ------------------------------------------------------------------------
     @torch.no_grad()
