@@ -28,6 +28,65 @@ def _normalize(cells):
     return frozenset(map(tuple, cells - cells.min(axis=0)))
 
 
+# --- where pieces touch ----------------------------------------------------------------------
+
+
+def _placed(shape, row, col):
+    return {(row + r, col + c) for r, c in tet.SHAPES[shape]}
+
+
+def _pair_tilings(cells):
+    """Unordered pairs of placed pieces that cover cells exactly: brute force over every
+    shape and offset, independent of count_tilings' search."""
+    placements = [
+        frozenset(_placed(s, r, c)) for s in range(len(tet.SHAPES)) for r in range(-3, 7) for c in range(-3, 7)
+    ]
+    inside = [p for p in set(placements) if p <= cells]
+    return sum(1 for i, a in enumerate(inside) for b in inside[i + 1 :] if not a & b and a | b == cells)
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        _placed(0, 0, 0) | _placed(0, 1, 3),  # two I pieces meeting at one edge: one way
+        _placed(2, 0, 0) | _placed(0, 2, 0),  # an O on an I
+        _placed(1, 0, 0) | _placed(1, 0, 1),  # two upright I pieces: a 4x2 block
+        _placed(3, 0, 0) | _placed(5, 1, 1),  # two T pieces
+    ],
+)
+def test_count_tilings_agrees_with_brute_force_on_two_pieces(cells):
+    assert tet.count_tilings(cells, limit=100) == _pair_tilings(cells)
+
+
+def test_count_tilings_of_one_piece_and_of_no_tiling():
+    assert all(tet.count_tilings(_placed(s, 1, 1)) == 1 for s in range(len(tet.SHAPES)))
+    assert tet.count_tilings({(0, 0), (0, 1), (0, 2)}) == 0
+    assert tet.count_tilings(_placed(1, 0, 0) | _placed(1, 0, 1), limit=2) == 2  # stops at the limit
+
+
+def _scene(pieces):
+    """Render pieces [(shape, row, col, colour id)] with the generator's own renderer."""
+    inst = np.zeros((tet.GRID, tet.GRID), dtype=np.uint8)
+    for k, (shape, row, col, _) in enumerate(pieces):
+        for r, c in _placed(shape, row, col):
+            inst[r, c] = k + 1
+    image, instance, _ = tet.render(inst, np.array([p[0] for p in pieces]), np.array([p[3] for p in pieces]))
+    return image, instance
+
+
+@pytest.mark.parametrize(
+    ("pieces", "kind"),
+    [
+        ([(0, 0, 0, 0), (2, 2, 0, 0), (1, 2, 6, 0)], "apart"),  # one colour, no shared edge
+        ([(0, 0, 0, 0), (0, 1, 3, 1), (2, 4, 0, 2)], "touching"),  # shared edge, other colours
+        ([(0, 0, 0, 0), (0, 1, 3, 0), (2, 4, 0, 2)], "same_colour"),  # one colour, one tiling
+        ([(1, 0, 0, 3), (1, 0, 1, 3), (2, 5, 5, 2)], "ambiguous"),  # one colour, a 4x2 block
+    ],
+)
+def test_contact_kind_of_built_scenes(pieces, kind):
+    assert tet.contact_kind(*_scene(pieces)) == kind
+
+
 # --- generator ---------------------------------------------------------------------------
 
 

@@ -127,3 +127,63 @@ def generate_tetrominoes(out_dir: str | Path, n: int, seed: int = 0, progress: b
             _save_png(inst, tmp / "masks" / f"{i}.png")
             _save_png(sem, tmp / "sem_masks" / f"{i}.png")
     return out_dir
+
+
+# ---- where pieces touch: what a scene asks of a decomposition --------------------------------
+CONTACT_KINDS = ("apart", "touching", "same_colour", "ambiguous")
+
+
+def count_tilings(cells: set[tuple[int, int]], limit: int = 2) -> int:
+    """How many ways the lattice cells split exactly into tetrominoes, counted up to `limit`.
+
+    Two touching pieces of one colour show only their union; when it tiles in more than one
+    way, no model can tell from the pixels which pieces were drawn."""
+    if not cells:
+        return 1
+    first = min(cells)  # every tiling covers the smallest cell with some piece's some cell
+    found = 0
+    for shape in _SHAPE_CELLS:
+        for anchor in shape:
+            placed = {(first[0] + r - anchor[0], first[1] + c - anchor[1]) for r, c in shape}
+            if min(placed) == first and placed <= cells:
+                found += count_tilings(cells - placed, limit - found)
+                if found >= limit:
+                    return found
+    return found
+
+
+def contact_kind(image: np.ndarray, instance: np.ndarray) -> str:
+    """One of CONTACT_KINDS for a scene: image (35, 35, 3) uint8, instance ids (35, 35).
+
+    apart: no two pieces share an edge; touching: some do, all of different colours;
+    same_colour: two pieces of one colour share an edge, and their union tiles one way only;
+    ambiguous: such a union tiles in several ways."""
+    centres = slice(CELL // 2, IMG_SIZE, CELL)
+    colour, inst = image[centres, centres].astype(np.int64), instance[centres, centres]  # (7, 7, 3), (7, 7)
+    kind = "apart"
+    for dr, dc in ((0, 1), (1, 0)):
+        a, b = inst[: GRID - dr, : GRID - dc], inst[dr:, dc:]
+        if ((a > 0) & (b > 0) & (a != b)).any():
+            kind = "touching"
+    if kind == "apart":
+        return kind
+    # Regions of one colour joined across pieces, found by flood fill over the lattice.
+    seen = np.zeros_like(inst, dtype=bool)
+    for start in zip(*np.nonzero(inst)):
+        if seen[start]:
+            continue
+        region, stack = set(), [start]
+        seen[start] = True
+        while stack:
+            r, c = stack.pop()
+            region.add((int(r), int(c)))
+            for q in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
+                inside = 0 <= q[0] < GRID and 0 <= q[1] < GRID
+                if inside and not seen[q] and inst[q] > 0 and (colour[q] == colour[r, c]).all():
+                    seen[q] = True
+                    stack.append(q)
+        if len({int(inst[p]) for p in region}) > 1:
+            if count_tilings(region) > 1:
+                return "ambiguous"
+            kind = "same_colour"
+    return kind
