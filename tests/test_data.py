@@ -87,6 +87,12 @@ def test_contact_kind_of_built_scenes(pieces, kind):
     assert tet.contact_kind(*_scene(pieces)) == kind
 
 
+def test_contact_kind_refuses_resized_scenes():
+    image, instance = _scene([(0, 0, 0, 0)])
+    with pytest.raises(ValueError, match="35x35"):
+        tet.contact_kind(image[:34, :34], instance[:34, :34])
+
+
 # --- generator ---------------------------------------------------------------------------
 
 

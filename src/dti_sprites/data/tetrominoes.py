@@ -158,6 +158,8 @@ def contact_kind(image: np.ndarray, instance: np.ndarray) -> str:
     apart: no two pieces share an edge; touching: some do, all of different colours;
     same_colour: two pieces of one colour share an edge, and their union tiles one way only;
     ambiguous: such a union tiles in several ways."""
+    if instance.shape != (IMG_SIZE, IMG_SIZE):
+        raise ValueError(f"contact_kind: a scene of {instance.shape}; expected the generator's {IMG_SIZE}x{IMG_SIZE}")
     centres = slice(CELL // 2, IMG_SIZE, CELL)
     colour, inst = image[centres, centres].astype(np.int64), instance[centres, centres]  # (7, 7, 3), (7, 7)
     kind = "apart"
