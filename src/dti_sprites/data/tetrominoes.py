@@ -162,13 +162,10 @@ def contact_kind(image: np.ndarray, instance: np.ndarray) -> str:
         raise ValueError(f"contact_kind: a scene of {instance.shape}; expected the generator's {IMG_SIZE}x{IMG_SIZE}")
     centres = slice(CELL // 2, IMG_SIZE, CELL)
     colour, inst = image[centres, centres].astype(np.int64), instance[centres, centres]  # (7, 7, 3), (7, 7)
-    kind = "apart"
-    for dr, dc in ((0, 1), (1, 0)):
-        a, b = inst[: GRID - dr, : GRID - dc], inst[dr:, dc:]
-        if ((a > 0) & (b > 0) & (a != b)).any():
-            kind = "touching"
-    if kind == "apart":
-        return kind
+    pairs = ((inst[:, :-1], inst[:, 1:]), (inst[:-1], inst[1:]))  # horizontal and vertical neighbours
+    if not any(((a > 0) & (b > 0) & (a != b)).any() for a, b in pairs):
+        return "apart"
+    kind = "touching"
     # Regions of one colour joined across pieces, found by flood fill over the lattice.
     seen = np.zeros_like(inst, dtype=bool)
     for start in zip(*np.nonzero(inst)):
