@@ -186,9 +186,10 @@ def _warped_elements(batch: int, **model) -> int:
 
 
 def test_learned_step_renders_each_layer_twice_whatever_the_number_of_sprites():
-    """Counted with the op census: greedy warps every candidate of every layer and then the
-    winner again with gradient (K' + 1 = K + 2 sprite images per layer); learned warps the
-    drawn sprite and its gradient carrier, 2 per layer, for K = 4 as for K = 12."""
+    """Counted with the op census: greedy warps the colours and mask of every candidate of
+    every layer, their noise canvas once, and then the winner again with gradient (about
+    K + 2 sprite images per layer); learned warps the drawn sprite and its gradient carrier,
+    2 per layer, for K = 4 as for K = 12."""
     batch, layers = 4, 3
     sprite_image = (3 + 2) * SIZE * SIZE  # colour, mask and canvas channels
     for n_sprites in (4, 12):
@@ -200,7 +201,8 @@ def test_learned_step_renders_each_layer_twice_whatever_the_number_of_sprites():
         )
         assert learned == 2 * layers * batch * sprite_image
         assert shortlist == (4 + 1) * layers * batch * sprite_image  # the default shortlist of 4, then the winner
-        assert greedy == (n_sprites + 2) * layers * batch * sprite_image
+        candidates = (n_sprites + 1) * (3 + 1) * SIZE * SIZE + SIZE * SIZE  # K' without canvas, one canvas
+        assert greedy == layers * batch * (candidates + sprite_image)
 
 
 def test_reassignment_copies_the_selection_head_column():

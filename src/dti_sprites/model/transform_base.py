@@ -7,7 +7,8 @@ starting point (the identity, except `position` and `morpho`: see their classes 
 transforms.py).
 
 Tensor layout: x is (N, Ch, h, w); the first `n_colors` channels are colour; a sprite then
-carries its mask and its noise canvas (Ch = n_colors + 2), a background nothing more
+carries its mask and its noise canvas (Ch = n_colors + 2; n_colors + 1 in the candidate
+renderer, which warps the canvas once per group instead), a background nothing more
 (Ch = n_colors). Spatial modules use the normalised coordinates of `F.affine_grid` with
 `align_corners=False`: x (columns) then y (rows), both in [-1, 1] over the pixel extents, and
 map every *output* coordinate q to the *input* coordinate it samples.
@@ -31,6 +32,9 @@ class Transform:
 
     name = "identity"
     kind = "identity"
+    # True when __call__ takes x (..., Ch, h, w) with β (..., d), broadcasting the leading
+    # dimensions; otherwise x is (N, Ch, h, w) and β (N, d).
+    broadcasts = False
     # What the terms of `describe` mean, by key; a subclass lists only the keys it adds.
     conventions: dict[str, str] = {}
 

@@ -114,3 +114,40 @@ class TransformSequence(nn.Module):
             else:
                 x = transform(x, beta.repeat_interleave(groups, 0), out_size)
         return resize(x, out_size)
+
+    def forward_shared(self, x: torch.Tensor, betas: list[torch.Tensor | None], out_size: tuple[int, int]):
+        """The same N inputs x (N, Ch, h, w) transformed by each of G parameter sets, betas[i]
+        (G, d) -> (G, N, Ch, *out_size).
+
+        What `forward(x repeated G times, betas, out_size, groups=N)` gives, bit for bit,
+        without first copying the inputs G times: a module that broadcasts (colour) takes the
+        N inputs against the G parameter sets at once, a spatial module warps a group's N
+        inputs as one image. The candidate renderer's path: every sprite in every layer.
+        """
+        groups = next(b.shape[0] for b in betas if b is not None)
+        y = x.unsqueeze(0)  # (1, N, Ch, h, w) until a module gives it its G groups
+        for transform, beta, active in zip(self.transforms, betas, self.active):
+            if not active or transform.kind == "identity":
+                continue
+            n, ch, h, w = y.shape[1:]
+            if transform.broadcasts:
+                y = transform(y, beta[:, None], out_size)
+            elif transform.kind == "spatial":
+                flat = y.expand(groups, -1, -1, -1, -1).reshape(groups, n * ch, h, w)
+                y = transform(flat, beta, out_size).view(groups, n, ch, *out_size)
+            else:
+                flat = y.expand(groups, -1, -1, -1, -1).reshape(groups * n, ch, h, w)
+                y = transform(flat, beta.repeat_interleave(n, 0), out_size).view(groups, n, *y.shape[2:])
+        n, ch = y.shape[1:3]
+        y = y.expand(groups, -1, -1, -1, -1).reshape(groups * n, ch, *y.shape[-2:])
+        return resize(y, out_size).view(groups, n, ch, *out_size)
+
+    def warp_frame(self, betas: list[torch.Tensor | None], in_size: tuple[int, int], out_size: tuple[int, int]):
+        """Where each of G parameter sets (betas[i] (G, d)) puts an input's frame, a canvas of
+        ones (G, 1, *in_size): only the spatial modules move it -> (G, 1, *out_size)."""
+        some_beta = next(b for b in betas if b is not None)
+        frame = some_beta.new_ones(some_beta.shape[0], 1, *in_size)
+        for transform, beta, active in zip(self.transforms, betas, self.active):
+            if active and transform.kind == "spatial":
+                frame = transform(frame, beta, out_size)
+        return resize(frame, out_size)

@@ -46,20 +46,22 @@ class ColorTransform(Transform):
     """
 
     name = kind = "color"
+    broadcasts = True
     conventions = {"color": "out_c = gain_c * in_c + bias_c per channel (R, G, B), then clamped to [0, 1]"}
 
     def count_params(self) -> int:
         return 2 * self.n_colors
 
     def gain_bias(self, beta: Tensor) -> tuple[Tensor, Tensor]:
-        """β (N, 2C) -> gain 1 + β[:, :C] and bias β[:, C:], (N, C) each."""
-        return 1 + beta[:, : self.n_colors], beta[:, self.n_colors :]
+        """β (..., 2C) -> gain 1 + β[..., :C] and bias β[..., C:], (..., C) each."""
+        return 1 + beta[..., : self.n_colors], beta[..., self.n_colors :]
 
     def _n_input_colors(self, n_channels: int) -> int:
-        # A sprite adds mask + canvas (2 channels) to its colours, a background nothing.
-        if n_channels - self.n_colors in (0, 2):
+        # A sprite adds its mask and its noise canvas to its colours (the candidate renderer
+        # leaves the canvas out), a background nothing.
+        if n_channels - self.n_colors in (0, 1, 2):
             return self.n_colors
-        if n_channels - 1 in (0, 2):
+        if n_channels - 1 in (0, 1, 2):
             return 1
         raise ValueError(
             f"color transform: cannot tell the colour channels of a {n_channels}-channel input "
@@ -67,13 +69,16 @@ class ColorTransform(Transform):
         )
 
     def __call__(self, x: Tensor, beta: Tensor, out_size: tuple[int, int]) -> Tensor:
-        n_in = self._n_input_colors(x.size(1))
-        colors, rest = x[:, :n_in], x[:, n_in:]
+        """x (..., Ch, h, w) and β (..., 2C): their leading dimensions broadcast, so that one
+        sprite stack (1, K, Ch, h, w) takes the colours of G images (G, 1, 2C) at once."""
+        n_in = self._n_input_colors(x.size(-3))
+        colors, rest = x[..., :n_in, :, :], x[..., n_in:, :, :]
         if n_in != self.n_colors:
-            colors = colors.expand(-1, self.n_colors, -1, -1)  # (N, C, h, w)
-        gain, bias = self.gain_bias(beta)  # (N, C) each
-        colors = self.clamp(gain[:, :, None, None] * colors + bias[:, :, None, None])
-        return torch.cat([colors, rest], dim=1)
+            colors = colors.expand(*colors.shape[:-3], self.n_colors, *colors.shape[-2:])
+        gain, bias = self.gain_bias(beta)  # (..., C) each
+        colors = self.clamp(gain[..., None, None] * colors + bias[..., None, None])
+        rest = rest.expand(*colors.shape[:-3], *rest.shape[-3:])
+        return torch.cat([colors, rest], dim=-3)
 
     def describe(self, beta: Tensor, out_size: tuple[int, int]) -> dict:
         gain, bias = self.gain_bias(beta[None])
