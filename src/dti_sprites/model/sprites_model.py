@@ -3,7 +3,8 @@ layers over a background (docs/method.md §1).
 
 Layout: layer-major. Candidates (L, K', B, C, H, W) with K' = K sprites (+1 empty); chosen
 layers (L', B, C, H, W) with the background, when there is one, as layer 0. Head outputs
-of the sprite transformer are ordered (layer, sprite): head l*K + k.
+of the sprite transformer are ordered (layer, sprite): head l*K + k. Drawing the sprites is
+in sprite_rendering.py.
 """
 
 import torch
@@ -21,13 +22,14 @@ from .optimizer_rows import row_moments
 from .position_readout import check_readable, layer_centres
 from .prototypes import SampleImages, init_tensor
 from .selection import exhaustive_select, greedy_select
+from .sprite_rendering import SpriteRendering
 from .transform_sequence import TransformSequence
 
 PROTO_VALUE, MASK_VALUE, BKG_VALUE = 0.9, 0.5, 0.5
 REASSIGN_NOISE_STD = 1e-4
 
 
-class DTISprites(nn.Module):
+class DTISprites(SpriteRendering, nn.Module):
     def __init__(
         self,
         cfg: dict,
@@ -144,21 +146,7 @@ class DTISprites(nn.Module):
                 rows += [(tensor, heads) for tensor in list(bank.parameters()) + list(bank.buffers())]
         return rows
 
-    # ---- rendering ---------------------------------------------------------------------------
-    def _noise_active(self) -> bool:
-        return self.training and self.inject_noise > 0
-
-    def _sprite_stack(self) -> torch.Tensor:
-        """Clamped appearances, masks and a canvas channel: (K', C+2, h, w)."""
-        protos, masks = self.prototypes, self.masks
-        if self.sprites_frozen:
-            protos, masks = protos.detach(), masks.detach()
-        masks = masks if self._noise_active() else self.clamp(masks)
-        stack = torch.cat([self.clamp(protos), masks, torch.ones_like(masks)], 1)
-        if self.add_empty_sprite:
-            stack = torch.cat([stack, torch.zeros_like(stack[:1])], 0)
-        return stack
-
+    # ---- prediction ----------------------------------------------------------------------------
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Features (B, F) in float32."""
         return self.encode_map(images)[0]
@@ -192,105 +180,6 @@ class DTISprites(nn.Module):
                 feature_map = feature_map.float()
             betas["selection"] = self.selector.logits(features, feature_map, centres)  # (L, B, K')
         return betas
-
-    def _gather_sprite_betas(self, beta: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
-        """(L*K, B, d) -> (L*N*B, d) for sprite indices idx (L, N, B); the empty sprite gets zeros."""
-        if beta is None:
-            return None
-        L, N, B = idx.shape
-        beta = beta.view(L, self.K, B, -1)
-        if self.add_empty_sprite:
-            beta = torch.cat([beta, beta.new_zeros(L, 1, B, beta.shape[-1])], 1)  # (L, K', B, d)
-        picked = beta.gather(1, idx.unsqueeze(-1).expand(-1, -1, -1, beta.shape[-1]))  # (L, N, B, d)
-        return picked.reshape(L * N * B, -1)
-
-    def render_sprites(
-        self,
-        betas: dict,
-        idx: torch.Tensor,
-        noise: torch.Tensor | None,
-        stack: torch.Tensor | None = None,
-        sprites: torch.Tensor | None = None,
-    ):
-        """Transformed sprites idx (L, N, B) -> colours (L, N, B, C, H, W), masks (L, N, B, 1, H, W).
-
-        stack: the (K', C+2, h, w) sprite stack when the caller already built it. sprites: with
-        N = 1, the (L*B, C+2, h, w) images to draw in place of the stack's rows idx (the learned
-        selection's gradient carrier); idx still picks the heads' outputs and the noise.
-        """
-        L, N, B = idx.shape
-        sprite_betas = [self._gather_sprite_betas(b, idx) for b in betas["sprite"]]
-        # No per-sprite warp: the N sprites of a (layer, image) share that layer's placement, so
-        # they are picked (layer, image)-major and warped together, one sampling grid per group.
-        shared_warp = self._warps_per_layer(betas)
-        if sprites is None:
-            stack = self._sprite_stack() if stack is None else stack
-            x = pick_rows(stack, idx.transpose(1, 2) if shared_warp else idx)  # (L*B*N or L*N*B, C+2, h, w)
-        else:
-            x = sprites  # N = 1: both orders are (L*B, C+2, h, w)
-        x = self.sprite_transformer(x, sprite_betas, self.sprite_out_size)
-        if shared_warp:
-            layer_betas = [None if b is None else b.reshape(L * B, -1) for b in betas["layer"]]  # (L*B, d)
-            x = self.layer_transformer(x, layer_betas, self.img_size, groups=N)
-            x = x.view(L, B, N, self.C + 2, *self.img_size).transpose(1, 2)  # (L, N, B, C+2, H, W), a view
-        else:
-            if self.layer_transformer is not None:
-                layer_betas = [
-                    None if b is None else b.unsqueeze(1).expand(-1, N, -1, -1).reshape(L * N * B, -1)
-                    for b in betas["layer"]
-                ]  # (L, B, d) -> (L*N*B, d)
-                x = self.layer_transformer(x, layer_betas, self.img_size)
-            x = x.view(L, N, B, self.C + 2, *self.img_size)
-        # One split, not three slices: a slice's backward writes a full-size zero tensor for each piece.
-        colors, masks, canvas = x.split([self.C, 1, 1], dim=3)
-        if noise is not None:
-            amplitude = self.inject_noise
-            masks = self.clamp(masks + canvas * (2 * amplitude * noise[idx] - amplitude))  # noise (K', 1, H, W)
-        return colors, masks
-
-    def render_candidates(
-        self, betas: dict, batch: int, noise: torch.Tensor | None = None, stack: torch.Tensor | None = None
-    ):
-        """Every candidate sprite (K', the empty one included) in every layer of `batch` images:
-        colours (L, K', B, C, H, W), masks (L, K', B, 1, H, W). What selection compares."""
-        stack = self._sprite_stack() if stack is None else stack
-        if self._warps_per_layer(betas):
-            return self._render_all_per_layer(betas, batch, noise, stack)
-        device = self.prototypes.device
-        candidates = torch.arange(self.n_candidates, device=device).view(1, -1, 1).expand(self.L, -1, batch)
-        return self.render_sprites(betas, candidates, noise, stack)
-
-    def _warps_per_layer(self, betas: dict) -> bool:
-        """True when only the layer's transformation moves a sprite: the sprites of a (layer,
-        image) then share one placement."""
-        return self.layer_transformer is not None and all(b is None for b in betas["sprite"])
-
-    def _render_all_per_layer(self, betas: dict, batch: int, noise: torch.Tensor | None, stack: torch.Tensor):
-        """render_sprites over every candidate, bit for bit, in a third less time on a CPU
-        (the demo: 100 -> 70 ms): the stack is not copied per (layer, image) before its colours
-        are set, and the noise canvas, ones over each sprite's frame, is warped once per
-        (layer, image) rather than once per sprite."""
-        L, K, B, C = self.L, self.n_candidates, batch, self.C
-        layer_betas = [None if b is None else b.reshape(L * B, -1) for b in betas["layer"]]  # (L*B, d)
-        x = self.layer_transformer.forward_shared(stack[:, :-1], layer_betas, self.img_size)  # (L*B, K', C+1, H, W)
-        x = x.view(L, B, K, C + 1, *self.img_size).transpose(1, 2)  # (L, K', B, C+1, H, W), a view
-        colors, masks = x.split([C, 1], dim=3)
-        if noise is not None:
-            frame = self.layer_transformer.warp_frame(layer_betas, self.sprite_size, self.img_size)
-            frame = frame.view(L, 1, B, 1, *self.img_size)
-            amplitude = self.inject_noise
-            # The canvas channel is constant over a sprite (1; 0 for the empty sprite).
-            shift = stack[:, -1:, :1, :1] * (2 * amplitude * noise - amplitude)  # (K', 1, H, W)
-            masks = self.clamp(masks + frame * shift[None, :, None])
-        return colors, masks
-
-    def render_backgrounds(self, betas: dict, batch: int) -> torch.Tensor | None:
-        """(M, B, C, H, W) transformed backgrounds."""
-        if not self.M:
-            return None
-        x = self.clamp(self.backgrounds).unsqueeze(1).expand(-1, batch, -1, -1, -1).flatten(0, 1)
-        bkg_betas = [None if b is None else b.flatten(0, 1) for b in betas["bkg"]]
-        return self.bkg_transformer(x, bkg_betas, self.img_size).view(self.M, batch, self.C, *self.img_size)
 
     def occlusion(self, betas: dict, batch: int, device) -> torch.Tensor:
         if self.pred_occlusion:
@@ -379,17 +268,6 @@ def compile_model(model: nn.Module, setting: bool | str) -> None:
     if setting is False:
         return
     model.compile(mode=None if setting is True else setting)
-
-
-def pick_rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Rows idx (any shape, read in row-major order) of table (K, ...) -> (idx.numel(), ...).
-
-    What table[idx].flatten(0, idx.dim() - 1) computes, with a backward that sums the
-    gradients of a row picked many times in a fixed order. Advanced indexing's CPU backward
-    sums them with atomic adds from racing threads: the last bits then vary from run to run,
-    and two runs with one seed drift apart (issue #14).
-    """
-    return table.index_select(0, idx.flatten())
 
 
 def _detach(tree):
