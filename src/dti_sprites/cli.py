@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError, DTISpritesError, first_line
+from .host_memory import keep_freed_memory
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -464,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         args.func(args)
     except DTISpritesError as err:

@@ -21,6 +21,7 @@ from ..config import save_config
 from ..data import build_dataset
 from ..errors import ConfigError, DTISpritesError
 from ..evaluation import evaluate_model, scores_json
+from ..host_memory import keep_freed_memory
 from ..model.sprites_model import DTISprites, compile_model
 from ..monitoring import Monitor, build_monitor
 from .batches import image_source
@@ -43,10 +44,10 @@ from .distributed import (
     broadcast_object,
     use_global_batchnorm,
 )
+from .memory import check_training_memory
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_metrics
 from .reassign import reassign_empty_clusters
-from .memory import check_training_memory
 from .run_folder import MetricsTable, discard_run_dir, new_run_dir, setup_logger, write_scores
 from .run_info import write_run_info
 from .signals import stop_on_signals
@@ -86,6 +87,8 @@ class Trainer:
         self.cfg, self.device, self.dist = cfg, torch.device(device), dist_ctx
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN time its algorithms once
+        else:
+            keep_freed_memory()  # the CLI has already; a Trainer built from Python gets it here
         self.progress = progress and dist_ctx.is_main
         train_cfg = cfg["training"]
         resume_from = train_cfg["resume"]
