@@ -30,7 +30,9 @@ print(json.dumps({"applied": applied, "faults": faults() - before}))
 
 
 def _probe(mode: str, env_extra: dict | None = None) -> dict:
-    env = {**os.environ, **(env_extra or {})}
+    # A probe starts from malloc's defaults whatever this shell sets, then takes env_extra.
+    inherited = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "DTI_SPRITES_KEEP_FREED_MEMORY")}
+    env = {**inherited, **(env_extra or {})}
     out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
