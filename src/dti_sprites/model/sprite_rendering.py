@@ -80,9 +80,14 @@ class SpriteRendering:
         # One split, not three slices: a slice's backward writes a full-size zero tensor for each piece.
         colors, masks, canvas = x.split([self.C, 1, 1], dim=3)
         if noise is not None:
-            amplitude = self.inject_noise
-            masks = self.clamp(masks + canvas * (2 * amplitude * noise[idx] - amplitude))  # noise (K', 1, H, W)
+            masks = self.clamp(masks + canvas * self._mask_noise(noise)[idx])
         return colors, masks
+
+    def _mask_noise(self, noise: torch.Tensor) -> torch.Tensor:
+        """Uniform noise in [0, 1) (K', 1, H, W) -> what it adds to each sprite's mask inside the
+        sprite's frame, uniform in [-inject_noise, inject_noise)."""
+        amplitude = self.inject_noise
+        return 2 * amplitude * noise - amplitude
 
     def render_candidates(
         self, betas: dict, batch: int, noise: torch.Tensor | None = None, stack: torch.Tensor | None = None
@@ -114,9 +119,8 @@ class SpriteRendering:
         if noise is not None:
             frame = self.layer_transformer.warp_frame(layer_betas, self.sprite_size, self.img_size)
             frame = frame.view(L, 1, B, 1, *self.img_size)
-            amplitude = self.inject_noise
             # The canvas channel is constant over a sprite (1; 0 for the empty sprite).
-            shift = stack[:, -1:, :1, :1] * (2 * amplitude * noise - amplitude)  # (K', 1, H, W)
+            shift = stack[:, -1:, :1, :1] * self._mask_noise(noise)  # (K', 1, H, W)
             masks = self.clamp(masks + frame * shift[None, :, None])
         return colors, masks
 
