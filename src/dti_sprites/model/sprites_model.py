@@ -194,9 +194,10 @@ class DTISprites(SpriteRendering, nn.Module):
             if self.add_empty_sprite:
                 if self.sprites_frozen:
                     allowed = torch.arange(K, device=images.device) < self.K
-                else:
-                    extra_cost = torch.full((K,), self.lambda_empty_sprite, device=images.device)
-                    extra_cost[self.K] = 0
+                else:  # the prior on every sprite but the empty one; built without item assignment,
+                    # which copies a host scalar into the tensor and makes the host wait for a GPU
+                    is_sprite = torch.arange(K, device=images.device) < self.K
+                    extra_cost = is_sprite * float(self.lambda_empty_sprite)
             bkg = None if backgrounds is None else backgrounds[0]
             idx = greedy_select(cand_colors, cand_masks, bkg, occlusion, images, self.greedy_iter, extra_cost, allowed)
             bkg_idx = None if backgrounds is None else torch.zeros_like(idx[0])
