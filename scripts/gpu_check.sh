@@ -3,6 +3,7 @@
 #
 #   bash scripts/gpu_check.sh bench      # about 4 min: step time, memory, kernels of tetro, dsprites, clevr6
 #   bash scripts/gpu_check.sh quality    # about 8 min: tetro.yml trained on a wall-clock budget
+#   bash scripts/gpu_check.sh all        # both in one call, for a lease too short for two starts
 #
 # `bench` also generates the 60k training images in the background; `quality` reuses them
 # when it runs on the same machine (call it right after), else generates them (~1.5 min).
@@ -24,9 +25,10 @@ PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 STEPS=${STEPS:-50}
 CONFIGS=${CONFIGS:-"tetro dsprites clevr6"}
-VARIANTS=${VARIANTS:-"plain compile amp"}
+VARIANTS=${VARIANTS:-"plain learned amp compile"}   # learned: plain with model.selection=learned
 BUDGET=${BUDGET:-420}            # training seconds; data generation and loading come on top
 N_IMAGES=${N_IMAGES:-60000}      # tetro.yml's dataset size
+EARLY=${EARLY:-1}                # 0: skip the early-phase tetro bench
 WORK=${WORK:-/tmp/dti_gpu_check}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$WORK"
@@ -57,12 +59,13 @@ run_bench() {
         for config in $CONFIGS; do
             case $variant in
                 plain) bench "$config" late "$@" ;;
+                learned) bench "$config" late --set model.selection=learned "$@" ;;
                 compile) bench "$config" late --set training.compile=reduce-overhead "$@" ;;
                 amp) bench "$config" late --set training.amp=true "$@" ;;
             esac
         done
     done
-    bench tetro early "$@"
+    [ "$EARLY" = 1 ] && bench tetro early "$@"
     wait "$data_pid"
     cat "$OUT/bench.jsonl"
 }
@@ -80,7 +83,7 @@ run_quality() {
     done
     if [ -f "$run/val_metrics.tsv" ]; then
         echo "== validation scores against seconds"
-        cut -f 1,3,5- "$run/val_metrics.tsv" | column -t
+        cut -f 1,3,5- "$run/val_metrics.tsv"
     else
         echo "== no validation ran within the budget (training.val_stat_interval)"
     fi
