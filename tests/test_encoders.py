@@ -49,6 +49,18 @@ def test_cifar_resnet_blocks_per_stage(name, blocks):
     assert trunk.conv1.kernel_size == (3, 3) and trunk.conv1.stride == (1, 1)
 
 
+def test_strided_stem_runs_the_same_network_on_half_size_maps():
+    """resnet20_s2: the demo's encoder, the same blocks and weights' shapes as resnet20."""
+    torch.manual_seed(0)
+    full, strided = ENCODERS.get("resnet20")(3), ENCODERS.get("resnet20_s2")(3)
+    assert strided.conv1.stride == (2, 2)
+    assert [p.shape for p in full.parameters()] == [p.shape for p in strided.parameters()]
+    x = torch.rand(2, 3, 35, 35)
+    assert full(x).shape == (2, 64, 9, 9) and strided(x).shape == (2, 64, 5, 5)
+    encoder, n_features = build_encoder("resnet20_s2", 3, (35, 35), with_pool=(2, 2))
+    assert n_features == 256 and encoder(x).shape == (2, 256)
+
+
 def test_option_a_shortcut_is_parameter_free_subsample_and_pad():
     trunk = ENCODERS.get("resnet20")(3)
     shortcut = trunk.layer2[0].shortcut
@@ -81,7 +93,7 @@ def test_unknown_encoder_and_too_small_image():
 
 def test_registered_names():
     expected = ["default", "resnet110", "resnet14", "resnet18", "resnet20", "resnet32", "resnet34", "resnet44"]
-    expected += ["resnet50", "resnet56", "resnet8", "vgg16"]
+    expected += ["resnet20_s2", "resnet32_s2", "resnet50", "resnet56", "resnet8", "vgg16"]
     assert ENCODERS.names() == sorted(expected)
 
 
