@@ -62,17 +62,17 @@ class OpCensus(TorchDispatchMode):
         self.ops: Counter = Counter()
         self.syncs: Counter = Counter()
         self.elements: Counter = Counter()
-        self._host_made: list[torch.Tensor] = []  # kept alive so that their ids stay theirs
+        self._host_made: dict[int, torch.Tensor] = {}  # by id; held, so that no other tensor takes the id
 
     def _copies_host_data(self, func, args) -> bool:
         """`t[i] = 0` copies a host scalar into the tensor: on a GPU a blocking upload, on a CPU
         a copy between host tensors that the device rules cannot tell from any other."""
-        return func == torch.ops.aten.copy_.default and any(args[1] is t for t in self._host_made)
+        return func == torch.ops.aten.copy_.default and id(args[1]) in self._host_made
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         if func == torch.ops.aten.lift_fresh.default:  # Python data made a tensor, on the host
-            self._host_made.append(out)
+            self._host_made[id(out)] = out
         elif not func.is_view:
             name = str(func.overloadpacket.__name__)
             self.ops[name] += 1
