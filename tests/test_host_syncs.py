@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dti_sprites.config import load_config, size_pair
-from dti_sprites.data import DATASETS
-from dti_sprites.model.sprites_model import DTISprites
+from dti_sprites.bench import bench_model
+from dti_sprites.config import load_config
 from dti_sprites.op_census import OpCensus
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -39,15 +38,8 @@ def test_census_sees_a_host_scalar_copied_into_one_element():
 def test_a_training_step_of_each_shipped_shape_never_waits(config, selection):
     """Found on an H200: an empty sprite's prior written with item assignment made every greedy
     step of dsprites and clevr6 wait for the GPU."""
-    cfg = load_config(CONFIGS / f"{config}.yml", overrides=selection)
-    C, H, W = DATASETS.get(cfg["dataset"]["name"]).native_shape
-    if cfg["dataset"]["img_size"] is not None:
-        H, W = size_pair(cfg["dataset"]["img_size"], (H, W))
-    model = DTISprites(cfg["model"], (H, W), C, sample_images=lambda n: torch.rand(n, C, H, W), seed=0)
-    model.advance_curricula(10**9)
-    model.sprites_frozen = False
-    model.train()
+    model, shape = bench_model(load_config(CONFIGS / f"{config}.yml", overrides=selection), "late")
     with OpCensus() as census:
-        model(torch.rand(2, C, H, W)).objective().backward()
+        model(torch.rand(2, *shape)).objective().backward()
     assert census.n_ops > 200
     assert census.n_syncs == 0, dict(census.syncs)

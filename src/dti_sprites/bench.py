@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from .config import size_pair
 from .data import DATASETS
 from .errors import ConfigError
 from .host_memory import keep_freed_memory
@@ -27,27 +28,33 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def benchmark(
-    cfg: dict, device: torch.device, phase: str = "late", steps: int = 20, warmup: int = 3, seed: int = 0
-) -> dict:
+def bench_model(cfg: dict, phase: str = "late", seed: int = 0) -> tuple[DTISprites, tuple[int, int, int]]:
+    """The config's model on the CPU, in training mode and in the phase's state, and the (C, H, W)
+    of its images: what `benchmark` times, and what tests of a step's operators run."""
     entry = DATASETS.get(cfg["dataset"]["name"])
     if entry.native_shape is None:
         raise ConfigError(f"dataset.name: {entry.name!r} has no known image size to benchmark with")
     C, H, W = entry.native_shape
     if cfg["dataset"]["img_size"] is not None:
-        from .config import size_pair
-
         H, W = size_pair(cfg["dataset"]["img_size"], (H, W))
-    torch.manual_seed(seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as in training
-    else:
-        keeps_freed_memory = keep_freed_memory()  # as in training; before the timed steps
-    model = DTISprites(cfg["model"], (H, W), C, sample_images=lambda n: torch.rand(n, C, H, W), seed=seed).to(device)
+    model = DTISprites(cfg["model"], (H, W), C, sample_images=lambda n: torch.rand(n, C, H, W), seed=seed)
     if phase == "late":
         model.advance_curricula(10**9)
     model.sprites_frozen = phase == "early" and cfg["model"]["freeze_sprite"] > 0
     model.train()
+    return model, (C, H, W)
+
+
+def benchmark(
+    cfg: dict, device: torch.device, phase: str = "late", steps: int = 20, warmup: int = 3, seed: int = 0
+) -> dict:
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as in training
+    else:
+        keeps_freed_memory = keep_freed_memory()  # as in training; before anything is allocated
+    torch.manual_seed(seed)
+    model, (C, H, W) = bench_model(cfg, phase, seed)
+    model.to(device)
     model.encoder_bf16 = cfg["training"]["amp"]
     compile_model(model, cfg["training"]["compile"])
     optimizer = build_optimizer(model, cfg["training"]["optimizer"])
@@ -73,7 +80,7 @@ def benchmark(
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
     result = {
-        "config_dataset": entry.name,
+        "config_dataset": DATASETS.get(cfg["dataset"]["name"]).name,
         "device": str(device),
         "phase": phase,
         "batch_size": B,

@@ -192,11 +192,10 @@ class DTISprites(SpriteRendering, nn.Module):
             K = self.n_candidates
             extra_cost = allowed = None
             if self.add_empty_sprite:
+                is_sprite = torch.arange(K, device=images.device) < self.K
                 if self.sprites_frozen:
-                    allowed = torch.arange(K, device=images.device) < self.K
-                else:  # the prior on every sprite but the empty one; built without item assignment,
-                    # which copies a host scalar into the tensor and makes the host wait for a GPU
-                    is_sprite = torch.arange(K, device=images.device) < self.K
+                    allowed = is_sprite
+                else:  # the prior on all but the empty sprite, with no item assignment (a host wait on a GPU)
                     extra_cost = is_sprite * float(self.lambda_empty_sprite)
             bkg = None if backgrounds is None else backgrounds[0]
             idx = greedy_select(cand_colors, cand_masks, bkg, occlusion, images, self.greedy_iter, extra_cost, allowed)
