@@ -162,6 +162,23 @@ def test_make_data_and_prepare_data_produce_dsprites(tmp_path):
     assert len(loaded) == 4 and loaded.img_size == (64, 64) and loaded.n_classes == 4
 
 
+def test_prepare_data_refuses_a_generated_folder_of_another_size(tmp_path, capsys):
+    # An earlier version's demo folder, smaller than the config now asks for, must not be trained on silently.
+    cli.main(["make-data", "tetrominoes", "--out", str(tmp_path / "demo"), "--n", "3", "--no-progress"])
+    raw = yaml.safe_load((CONFIGS / "tetro_demo.yml").read_text())
+    raw["dataset"].update(path=str(tmp_path / "demo"), synthetic_size=5)
+    (tmp_path / "cfg.yml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["prepare-data", "--config", str(tmp_path / "cfg.yml")])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert "holds 3 images" in message and "dataset.synthetic_size asks for 5" in message
+    raw["dataset"]["synthetic_size"] = 3  # the size it holds: accepted, nothing regenerated
+    (tmp_path / "cfg.yml").write_text(yaml.safe_dump(raw))
+    cli.main(["prepare-data", "--config", str(tmp_path / "cfg.yml")])
+    assert len(list((tmp_path / "demo" / "images").iterdir())) == 3
+
+
 # --- configs ------------------------------------------------------------------------------
 
 

@@ -164,13 +164,30 @@ def cmd_prepare_data(args) -> None:
     cfg = load_config(resolve_config(args.config))
     name, root = cfg["dataset"]["name"], dataset_root(cfg)
     generators = _generators()
-    if root.exists() or name not in generators:
+    if name not in generators:
+        return
+    if root.exists():
+        _check_synthetic_size(root, cfg["dataset"]["synthetic_size"])
         return
     generate, real_size = generators[name]
     n = cfg["dataset"]["synthetic_size"] or real_size
     objects = cfg["dataset"]["synthetic_objects"]
     print(f"{root} is absent: generating {n} synthetic {name} images there", file=sys.stderr)
     generate(root, n, seed=0, progress=True, **({"objects": tuple(objects)} if objects else {}))
+
+
+def _check_synthetic_size(root: Path, wanted: int | None) -> None:
+    """Refuse a generated folder of another size than the config asks for: training would use it
+    without a word (e.g. a folder an earlier version generated with its own default size)."""
+    images = root / "images"
+    if wanted is None or not images.is_dir():
+        return
+    have = sum(1 for _ in images.glob("*.png"))
+    if have != wanted:
+        raise ConfigError(
+            f"{root} holds {have} images, but dataset.synthetic_size asks for {wanted}: delete the "
+            f"folder to generate {wanted}, or set dataset.synthetic_size={have} to train on it"
+        )
 
 
 def cmd_resize_images(args) -> None:
