@@ -167,7 +167,7 @@ def cmd_prepare_data(args) -> None:
     if name not in generators:
         return
     if root.exists():
-        _check_synthetic_size(root, cfg["dataset"]["synthetic_size"])
+        _check_synthetic_size(cfg)
         return
     generate, real_size = generators[name]
     n = cfg["dataset"]["synthetic_size"] or real_size
@@ -176,17 +176,20 @@ def cmd_prepare_data(args) -> None:
     generate(root, n, seed=0, progress=True, **({"objects": tuple(objects)} if objects else {}))
 
 
-def _check_synthetic_size(root: Path, wanted: int | None) -> None:
+def _check_synthetic_size(cfg: dict) -> None:
     """Refuse a generated folder of another size than the config asks for: training would use it
-    without a word (e.g. a folder an earlier version generated with its own default size)."""
-    images = root / "images"
-    if wanted is None or not images.is_dir():
+    without a word (e.g. a folder an earlier version generated with its own default size). The
+    count is the training loader's own, so it sees the images training would."""
+    from .data import build_dataset, dataset_root
+
+    wanted = cfg["dataset"]["synthetic_size"]
+    if wanted is None:
         return
-    have = sum(1 for _ in images.glob("*.png"))
+    have = len(build_dataset(cfg, "train")[0])
     if have != wanted:
         raise ConfigError(
-            f"{root} holds {have} images, but dataset.synthetic_size asks for {wanted}: delete the "
-            f"folder to generate {wanted}, or set dataset.synthetic_size={have} to train on it"
+            f"{dataset_root(cfg)} holds {have} images, but dataset.synthetic_size asks for {wanted}: delete "
+            f"the folder to generate {wanted}, or set dataset.synthetic_size={have} to train on it"
         )
 
 
