@@ -20,7 +20,6 @@ from tqdm import tqdm
 from ..config import save_config
 from ..data import build_dataset
 from ..errors import ConfigError, DTISpritesError
-from ..evaluation import evaluate_model, scores_json
 from ..host_memory import keep_freed_memory
 from ..model.sprites_model import DTISprites, compile_model
 from ..monitoring import Monitor, build_monitor
@@ -46,12 +45,11 @@ from .distributed import (
 )
 from .memory import check_training_memory
 from .optim import build_optimizer, build_scheduler
-from .plots import plot_metrics
 from .reassign import reassign_empty_clusters
-from .run_folder import MetricsTable, discard_run_dir, new_run_dir, setup_logger, write_scores
+from .reporting import RunReporting
+from .run_folder import MetricsTable, discard_run_dir, new_run_dir, setup_logger
 from .run_info import write_run_info
 from .signals import stop_on_signals
-from .snapshots import make_gifs, save_snapshots
 from .step_stats import StepStats
 
 N_SNAPSHOT_IMAGES = 4
@@ -59,7 +57,7 @@ LAST_LAYER_RESTART = 0.9  # fraction of training after which dead layers are lef
 MODEL_NAME = "dti_sprites"
 
 
-class Trainer:
+class Trainer(RunReporting):
     def __init__(
         self,
         cfg: dict,
@@ -383,95 +381,6 @@ class Trainer:
         self.scheduler.step()
         for name in self.model.advance_curricula(self.epoch):
             self.log.info(f"epoch {self.epoch}: curriculum switched on {name}")
-
-    def _log_train(self, loss: float, seconds_per_img: float, counts: torch.Tensor) -> None:
-        if not self.dist.is_main:
-            return
-        props = counts.sum(0).double()
-        props = (props / props.sum().clamp(min=1)).tolist()
-        lr = self.optimizer.param_groups[-1]["lr"]
-        row = {
-            "iteration": self.iteration,
-            "epoch": self.epoch,
-            "loss": loss,
-            "time_per_img_ms": seconds_per_img * 1000,
-            "lr": lr,
-        }
-        row.update({f"prop_{k}": p for k, p in enumerate(props)})
-        self.train_table.append(row)
-        self.monitor.scalars(
-            self.iteration, "train", {"loss": loss, "time_per_img_ms": seconds_per_img * 1000, "lr": lr}
-        )
-        self.monitor.scalars(self.iteration, "proportions", {str(k): p for k, p in enumerate(props)})
-        self.log.info(
-            f"it {self.iteration} epoch {self.epoch} loss {loss:.5f} {seconds_per_img * 1000:.2f} ms/img lr {lr:.2e}"
-        )
-
-    def validate(self) -> dict:
-        scores = self._evaluate(self.val_set, eval_semantic=False, progress=False)
-        headline = {k: v for k, v in scores.items() if not k.startswith("iou_")}
-        if self.val_table is None:
-            self.val_table = MetricsTable(
-                self.run_dir / "val_metrics.tsv", ["iteration", "epoch", "seconds", *headline]
-            )
-        self.val_table.append(
-            {"iteration": self.iteration, "epoch": self.epoch, "seconds": self._elapsed(), **headline}
-        )
-        self.log.info(
-            f"validation it {self.iteration}: "
-            + " ".join(f"{k} {v:.4f}" for k, v in headline.items())
-            + f" ({self._elapsed():.0f} s)"
-        )
-        self.monitor.scalars(self.iteration, "val", headline)
-        best = scores["loss"] < self.best_val_loss
-        self.best_val_loss = min(self.best_val_loss, scores["loss"])
-        self.save(best=best)
-        grids = save_snapshots(self.model, self.snapshot_images, self.run_dir / "images", self.iteration)
-        self.monitor.images(self.iteration, grids)
-        return scores
-
-    def finish(self) -> dict:
-        """Final images, plots and evaluation on the eval split."""
-        save_snapshots(self.model, self.snapshot_images, self.run_dir / "images", self.iteration)
-        make_gifs(self.run_dir / "images")
-        scores = self.evaluate()
-        self.monitor.scalars(self.iteration, "final", {k: v for k, v in scores.items() if not k.startswith("iou_")})
-        self.monitor.close()
-        write_scores(self.run_dir / "final_scores.tsv", scores)
-        (self.run_dir / "final_scores.json").write_text(scores_json(scores, indent=1))
-        plot_metrics(self.run_dir)  # after the scores: the curves end with the final evaluation
-        self.log.info(
-            "final scores: " + " ".join(f"{k} {v:.4f}" for k, v in scores.items() if not k.startswith("iou_"))
-        )
-        # outputs/ sits above training: imported here only. After the scores, so a figure never costs them.
-        from ..outputs.figures import write_final_figures
-        from ..outputs.report import write_report
-
-        write_final_figures(
-            self.model,
-            self.eval_set,
-            self.run_dir / "images",
-            self.device,
-            fill_background=not self.cfg["training"]["eval_with_bkg"],
-        )
-        self.log.info(f"report: {write_report(self.run_dir)}")
-        return scores
-
-    def evaluate(self) -> dict:
-        return self._evaluate(self.eval_set, self.cfg["training"]["eval_semantic"], self.progress)
-
-    def _evaluate(self, dataset, eval_semantic: bool, progress: bool) -> dict:
-        return evaluate_model(
-            self.dataset_entry.kind,
-            self.model,
-            dataset,
-            self.device,
-            batch_size=self.batch_size,
-            eval_semantic=eval_semantic,
-            eval_with_bkg=self.cfg["training"]["eval_with_bkg"],
-            n_classes=self.dataset_entry.n_classes,
-            progress=progress,
-        )
 
 
 def _seed_everything(seed: int) -> None:
