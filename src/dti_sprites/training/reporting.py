@@ -15,6 +15,11 @@ from .run_folder import MetricsTable, write_scores
 from .snapshots import make_gifs, save_snapshots
 
 
+def headline_scores(scores: dict) -> dict:
+    """The scores a log line, a monitor and val_metrics.tsv show: all but the per-class IoUs."""
+    return {k: v for k, v in scores.items() if not k.startswith("iou_")}
+
+
 class RunReporting:
     """Logging, validation and the end of a run, for `Trainer`."""
 
@@ -24,37 +29,28 @@ class RunReporting:
         props = counts.sum(0).double()
         props = (props / props.sum().clamp(min=1)).tolist()
         lr = self.optimizer.param_groups[-1]["lr"]
-        row = {
-            "iteration": self.iteration,
-            "epoch": self.epoch,
-            "loss": loss,
-            "time_per_img_ms": seconds_per_img * 1000,
-            "lr": lr,
-        }
+        ms_per_img = seconds_per_img * 1000
+        scalars = {"loss": loss, "time_per_img_ms": ms_per_img, "lr": lr}
+        row = {"iteration": self.iteration, "epoch": self.epoch, **scalars}
         row.update({f"prop_{k}": p for k, p in enumerate(props)})
         self.train_table.append(row)
-        self.monitor.scalars(
-            self.iteration, "train", {"loss": loss, "time_per_img_ms": seconds_per_img * 1000, "lr": lr}
-        )
+        self.monitor.scalars(self.iteration, "train", scalars)
         self.monitor.scalars(self.iteration, "proportions", {str(k): p for k, p in enumerate(props)})
-        self.log.info(
-            f"it {self.iteration} epoch {self.epoch} loss {loss:.5f} {seconds_per_img * 1000:.2f} ms/img lr {lr:.2e}"
-        )
+        self.log.info(f"it {self.iteration} epoch {self.epoch} loss {loss:.5f} {ms_per_img:.2f} ms/img lr {lr:.2e}")
 
     def validate(self) -> dict:
         scores = self._evaluate(self.val_set, eval_semantic=False, progress=False)
-        headline = {k: v for k, v in scores.items() if not k.startswith("iou_")}
+        headline = headline_scores(scores)
+        elapsed = self._elapsed()
         if self.val_table is None:
             self.val_table = MetricsTable(
                 self.run_dir / "val_metrics.tsv", ["iteration", "epoch", "seconds", *headline]
             )
-        self.val_table.append(
-            {"iteration": self.iteration, "epoch": self.epoch, "seconds": self._elapsed(), **headline}
-        )
+        self.val_table.append({"iteration": self.iteration, "epoch": self.epoch, "seconds": elapsed, **headline})
         self.log.info(
             f"validation it {self.iteration}: "
             + " ".join(f"{k} {v:.4f}" for k, v in headline.items())
-            + f" ({self._elapsed():.0f} s)"
+            + f" ({elapsed:.0f} s)"
         )
         self.monitor.scalars(self.iteration, "val", headline)
         best = scores["loss"] < self.best_val_loss
@@ -69,14 +65,13 @@ class RunReporting:
         save_snapshots(self.model, self.snapshot_images, self.run_dir / "images", self.iteration)
         make_gifs(self.run_dir / "images")
         scores = self.evaluate()
-        self.monitor.scalars(self.iteration, "final", {k: v for k, v in scores.items() if not k.startswith("iou_")})
+        headline = headline_scores(scores)
+        self.monitor.scalars(self.iteration, "final", headline)
         self.monitor.close()
         write_scores(self.run_dir / "final_scores.tsv", scores)
         (self.run_dir / "final_scores.json").write_text(scores_json(scores, indent=1))
         plot_metrics(self.run_dir)  # after the scores: the curves end with the final evaluation
-        self.log.info(
-            "final scores: " + " ".join(f"{k} {v:.4f}" for k, v in scores.items() if not k.startswith("iou_"))
-        )
+        self.log.info("final scores: " + " ".join(f"{k} {v:.4f}" for k, v in headline.items()))
         # outputs/ sits above training: imported here only. After the scores, so a figure never costs them.
         from ..outputs.figures import write_final_figures
         from ..outputs.report import write_report
