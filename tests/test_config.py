@@ -125,3 +125,52 @@ def test_override_of_one_training_length_clears_the_other(tmp_path):
     assert (cfg["training"]["n_iterations"], cfg["training"]["n_epoches"]) == (None, 2)
     with pytest.raises(ConfigError, match=r"--set training\.n_epoches=null"):
         validate({**base(), "training": {"n_epoches": 1, "n_iterations": 5}})
+
+
+def test_a_config_says_only_what_differs_from_its_base(tmp_path):
+    (tmp_path / "parent.yml").write_text(
+        "dataset: {name: tetrominoes}\nmodel: {n_sprites: 5, sprite_size: [8, 8]}\n"
+        "training: {n_epoches: 4, batch_size: 4, optimizer: {lr: 1.0e-3, transformer: {weight_decay: 1.0e-6}},"
+        " scheduler: {name: multi_step, milestones: [2, 3]}}\n"
+    )
+    (tmp_path / "child.yml").write_text(
+        "base: parent.yml\nmodel: {sprite_size: [6, 6]}\n"
+        "training: {n_iterations: 9, optimizer: {transformer: {lr: 1.0e-4}}, scheduler: {milestones: [1]}}\n"
+    )
+    cfg = load_config(tmp_path / "child.yml")
+    m, t = cfg["model"], cfg["training"]
+    assert (m["n_sprites"], m["sprite_size"]) == (5, [6, 6])  # inherited; replaced
+    assert t["optimizer"]["transformer"] == {"weight_decay": 1e-6, "lr": 1e-4}  # mappings merge key by key
+    assert t["scheduler"]["milestones"] == [1] and t["batch_size"] == 4  # a list replaces the base's whole
+    assert (t["n_iterations"], t["n_epoches"]) == (9, None)  # counting iterations drops the base's epochs
+
+
+def test_shipped_cpu_configs_inherit_the_paper_values():
+    demo, paper = load_config(CONFIGS / "tetro_demo.yml"), load_config(CONFIGS / "tetro.yml")
+    assert demo["model"]["n_sprites"] == paper["model"]["n_sprites"] == 19
+    assert demo["model"]["encoder_name"] == "resnet20_s2" and paper["model"]["encoder_name"] == "resnet32"
+    assert demo["training"]["scheduler"]["gamma"] == paper["training"]["scheduler"]["gamma"]
+    fitted = load_config(CONFIGS / "dsprites_cpu.yml")
+    assert fitted["training"]["optimizer"]["encoder_steps_per_iter"] == 7 and fitted["model"]["n_sprites"] == 12
+
+
+def test_a_copied_config_finds_its_base_among_the_shipped_ones(tmp_path):
+    (tmp_path / "mine.yml").write_text("base: tetro_demo.yml\ntraining: {seed: 7}\n")
+    cfg = load_config(tmp_path / "mine.yml")
+    assert cfg["training"]["seed"] == 7 and cfg["model"]["encoder_name"] == "resnet20_s2"
+
+
+@pytest.mark.parametrize(
+    "files, needle",
+    [
+        ({"a.yml": "base: missing.yml\n"}, "a.yml: base: missing.yml not found beside it"),
+        ({"a.yml": "base: [x]\n"}, "base: expected the file name of another config"),
+        ({"a.yml": "base: b.yml\n", "b.yml": "base: a.yml\n"}, "the bases form a loop (a.yml -> b.yml -> a.yml)"),
+    ],
+)
+def test_bad_base_is_named(tmp_path, files, needle):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "a.yml")
+    assert needle in str(err.value)

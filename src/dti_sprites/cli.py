@@ -9,10 +9,9 @@ import json
 import sys
 from pathlib import Path
 
+from .config import SHIPPED_CONFIGS
 from .errors import ConfigError, DTISpritesError, first_line
 from .host_memory import keep_freed_memory
-
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def resolve_config(name: str) -> Path:
@@ -20,10 +19,10 @@ def resolve_config(name: str) -> Path:
     path = Path(name)
     if path.is_file():
         return path
-    for folder in (Path("configs"), REPO_CONFIGS):
+    for folder in (Path("configs"), SHIPPED_CONFIGS):
         if (folder / name).is_file():
             return folder / name
-    raise ConfigError(f"config file {name} not found (looked as given and in {REPO_CONFIGS})")
+    raise ConfigError(f"config file {name} not found (looked as given and in {SHIPPED_CONFIGS})")
 
 
 def pick_device(name: str):

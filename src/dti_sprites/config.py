@@ -17,6 +17,7 @@ import yaml
 from .errors import ConfigError
 
 _REQUIRED = object()
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the repository's configs/
 
 
 class Key:
@@ -367,14 +368,55 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
+    raw = read_config_file(path)
+    for item in overrides or []:
+        apply_override(raw, item)
+    return validate(raw)
+
+
+def read_config_file(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The raw mapping of one config file, laid over the config its `base:` key names.
+
+    A config that differs from another in a few values (a CPU fit of a paper config) says
+    only those values, so the two cannot drift apart. `base` names a file beside this one,
+    else one of the shipped configs; bases may chain. Mappings merge key by key; any other
+    value, a list included, replaces the base's.
+    """
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(err)}") from None
     raw = {} if raw is None else raw
-    for item in overrides or []:
-        apply_override(raw, item)
-    return validate(raw)
+    if not isinstance(raw, dict) or "base" not in raw:
+        return raw
+    raw = dict(raw)
+    name = raw.pop("base")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{path}: base: expected the file name of another config, got {name!r}")
+    base_path = next((p for p in (path.parent / name, SHIPPED_CONFIGS / name) if p.is_file()), None)
+    if base_path is None:
+        raise ConfigError(f"{path}: base: {name} not found beside it or in {SHIPPED_CONFIGS}")
+    chain = chain + (path.resolve(),)
+    if base_path.resolve() in chain:
+        names = " -> ".join(p.name for p in chain + (base_path.resolve(),))
+        raise ConfigError(f"{path}: base: the bases form a loop ({names})")
+    merged = merge_configs(read_config_file(base_path, chain), raw)
+    for (section, key), other in EXCLUSIVE_KEYS.items():
+        own = raw.get(section)
+        if isinstance(own, dict) and own.get(key) is not None and other not in own:
+            merged[section][other] = None  # a config that counts iterations drops its base's epochs
+    return merged
+
+
+def merge_configs(base: dict, over: dict) -> dict:
+    """`over` laid on `base`: mappings merge recursively, every other value replaces."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_configs(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def yaml_problem(err: yaml.YAMLError) -> str:
