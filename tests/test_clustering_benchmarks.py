@@ -12,15 +12,14 @@ from PIL import Image
 from torch import nn
 
 from dti_sprites import cli
-from dti_sprites.config import load_config
-from dti_sprites.data import DATASETS
+from dti_sprites.config_files import load_config
+from dti_sprites.data import DATASETS, build_dataset
 from dti_sprites.data.gtsrb import GTSRB8_CLASSES
 from dti_sprites.errors import ConfigError, DataError
 from dti_sprites.evaluation import evaluate_model
 from dti_sprites.evaluation.clustering import clustering_scores
 from dti_sprites.evaluation.cosegmentation import foreground_scores
 from dti_sprites.model.decomposition import Decomposition
-from dti_sprites.data import build_dataset
 from dti_sprites.training.trainer import Trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

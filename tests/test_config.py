@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from dti_sprites.config import load_config, validate
+from dti_sprites.config import validate
+from dti_sprites.config_files import load_config
 from dti_sprites.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

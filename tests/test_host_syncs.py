@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dti_sprites.bench import bench_model
-from dti_sprites.config import load_config
+from dti_sprites.config_files import load_config
 from dti_sprites.op_census import OpCensus
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

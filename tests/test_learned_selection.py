@@ -10,7 +10,8 @@ import torch
 from conftest import assert_same_state, small_config
 
 from dti_sprites.cli import main
-from dti_sprites.config import load_config, validate
+from dti_sprites.config import validate
+from dti_sprites.config_files import load_config
 from dti_sprites.data import dsprites
 from dti_sprites.errors import CheckpointError, ConfigError
 from dti_sprites.model.composition import layered_composite

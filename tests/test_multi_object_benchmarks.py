@@ -10,9 +10,10 @@ import yaml
 from PIL import Image
 
 from dti_sprites import cli
-from dti_sprites.config import load_config, validate
-from dti_sprites.data import dsprites as ds
+from dti_sprites.config import validate
+from dti_sprites.config_files import load_config
 from dti_sprites.data import build_dataset
+from dti_sprites.data import dsprites as ds
 from dti_sprites.errors import DataError
 from dti_sprites.model.sprites_model import DTISprites
 from dti_sprites.training.trainer import Trainer

@@ -9,20 +9,9 @@ import json
 import sys
 from pathlib import Path
 
-from .config import SHIPPED_CONFIGS
+from .config_files import resolve_config
 from .errors import ConfigError, DTISpritesError, first_line
 from .host_memory import keep_freed_memory
-
-
-def resolve_config(name: str) -> Path:
-    """A path as given, else a file of the repository's configs/ folder."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    for folder in (Path("configs"), SHIPPED_CONFIGS):
-        if (folder / name).is_file():
-            return folder / name
-    raise ConfigError(f"config file {name} not found (looked as given and in {SHIPPED_CONFIGS})")
 
 
 def pick_device(name: str):
@@ -46,7 +35,7 @@ def pick_device(name: str):
 
 
 def cmd_train(args) -> None:
-    from .config import load_config
+    from .config_files import load_config
     from .evaluation import nan_as_null
     from .training.distributed import init_distributed, shutdown_distributed
     from .training.signals import exit_status
@@ -157,7 +146,7 @@ def cmd_make_data(args) -> None:
 
 def cmd_prepare_data(args) -> None:
     """Generate the config's dataset when it is synthetic and absent; otherwise do nothing."""
-    from .config import load_config
+    from .config_files import load_config
     from .data import dataset_root
 
     cfg = load_config(resolve_config(args.config))
@@ -211,7 +200,7 @@ def cmd_download(args) -> None:
 
 def cmd_bench(args) -> None:
     from .bench import benchmark
-    from .config import load_config
+    from .config_files import load_config
 
     cfg = load_config(resolve_config(args.config), args.set)
     result = benchmark(cfg, pick_device(args.device), args.phase, args.steps, args.warmup)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..config import save_config
+from ..config_files import save_config
 from ..data import build_dataset
 from ..errors import ConfigError, DTISpritesError
 from ..host_memory import keep_freed_memory
