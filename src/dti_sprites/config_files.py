@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import yaml
@@ -62,23 +61,32 @@ def read_config_file(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     if base_path.resolve() in chain:
         names = " -> ".join(p.name for p in chain + (base_path.resolve(),))
         raise ConfigError(f"{path}: base: the bases form a loop ({names})")
-    merged = merge_configs(read_config_file(base_path, chain), raw)
-    for (section, key), other in EXCLUSIVE_KEYS.items():
-        own = raw.get(section)
-        if isinstance(own, dict) and own.get(key) is not None and other not in own:
-            merged[section][other] = None  # a config that counts iterations drops its base's epochs
-    return merged
+    return lay_over(read_config_file(base_path, chain), raw)
 
 
-def merge_configs(base: dict, over: dict) -> dict:
-    """`over` laid on `base`: mappings merge recursively, every other value replaces."""
-    out = copy.deepcopy(base)
+def lay_over(base: dict, over: dict, where: tuple[str, ...] = ()) -> dict:
+    """`over` laid on `base`, in place (both are fresh from YAML): mappings merge key by key,
+    every other value replaces, and a key set here clears its exclusive partner."""
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_configs(out[key], value)
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            lay_over(base[key], value, (*where, key))
         else:
-            out[key] = copy.deepcopy(value)
-    return out
+            base[key] = value
+    clear_partners(base, over, where)
+    return base
+
+
+# Keys of which a config sets exactly one: setting one (on the command line, or over a base) clears the other.
+EXCLUSIVE_KEYS = {("training", "n_epoches"): "n_iterations", ("training", "n_iterations"): "n_epoches"}
+
+
+def clear_partners(section: dict, given: dict, where: tuple[str, ...]) -> None:
+    """Clear in `section` the partner of each key `given` sets (not to None) without its partner:
+    a config that counts iterations drops the epochs it would otherwise inherit."""
+    for key, value in given.items():
+        other = EXCLUSIVE_KEYS.get((*where, key))
+        if other is not None and value is not None and other not in given:
+            section[other] = None
 
 
 def yaml_problem(err: yaml.YAMLError) -> str:
@@ -92,10 +100,6 @@ def yaml_problem(err: yaml.YAMLError) -> str:
 
 def _where(mark) -> str:
     return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-
-
-# Keys of which a config sets exactly one: overriding one on the command line clears the other.
-EXCLUSIVE_KEYS = {("training", "n_epoches"): "n_iterations", ("training", "n_iterations"): "n_epoches"}
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -119,9 +123,7 @@ def apply_override(raw: dict, item: str) -> None:
         node[parts[-1]] = yaml.safe_load(value)
     except yaml.YAMLError as err:
         raise ConfigError(f"override {item!r}: the value is not valid YAML: {yaml_problem(err)}") from None
-    other = EXCLUSIVE_KEYS.get(tuple(parts))
-    if other is not None and node[parts[-1]] is not None:
-        node[other] = None
+    clear_partners(node, {parts[-1]: node[parts[-1]]}, tuple(parts[:-1]))
 
 
 def save_config(cfg: dict, path: str | Path) -> None:
