@@ -12,6 +12,7 @@ import itertools
 
 import torch
 
+from .candidate_windows import Windows
 from .composition import blend_terms, layered_composite
 
 
@@ -29,15 +30,21 @@ def greedy_select(
     n_iter: int,
     extra_cost: torch.Tensor | None = None,
     allowed: torch.Tensor | None = None,
+    windows: Windows | None = None,
 ) -> torch.Tensor:
     """Layer-by-layer coordinate descent from the background alone; returns indices (L, B).
+
+    windows: the candidates cover only these windows of the canvas (candidate_windows.py).
+    Outside its window a candidate leaves the image as the layer's absence does, the same
+    for every candidate, so the errors compared are those inside the window.
 
     extra_cost (K',), or (L, K', B) when the candidates differ by layer and image (a learned
     shortlist), is added to each candidate's error (the empty-sprite prior); allowed (K',)
     bool removes candidates (the empty sprite while sprites are frozen).
     occlusion (B, L', L') includes the background as layer 0 when there is one.
     """
-    L, K, B, C, H, W = cand_colors.shape
+    L, _, B, C = cand_colors.shape[:4]
+    H, W = target.shape[-2:]
     offset = 0 if background is None else 1
     colors = cand_colors.new_zeros(L + offset, B, C, H, W)
     masks = cand_masks.new_zeros(L + offset, B, 1, H, W)
@@ -50,17 +57,23 @@ def greedy_select(
     for _ in range(n_iter):
         for l in range(L):
             A, T, D = blend_terms(colors, masks, occlusion, l + offset)
+            gap = A - target
+            if windows is not None:
+                gap, T, D = (windows.crop(t, l) for t in (gap, T, D))
             # recon - target = (A - target) + m (a T - D), in two fused passes over the (K', B, C, H, W)
             # candidates instead of five, and the squared error summed in a third.
-            residual = torch.addcmul(A - target, cand_masks[l], torch.addcmul(-D, cand_colors[l], T))
+            residual = torch.addcmul(gap, cand_masks[l], torch.addcmul(-D, cand_colors[l], T))
             error = torch.linalg.vector_norm(residual, dim=(-3, -2, -1)).square() / n_values  # (K', B)
             if extra_cost is not None:
                 error = error + (extra_cost[l] if extra_cost.dim() == 3 else extra_cost[:, None])
             if allowed is not None:
                 error = error.masked_fill(~allowed[:, None], float("inf"))
             chosen[l] = error.argmin(0)
-            colors[l + offset] = cand_colors[l, chosen[l], batch]
-            masks[l + offset] = cand_masks[l, chosen[l], batch]
+            picked_colors, picked_masks = cand_colors[l, chosen[l], batch], cand_masks[l, chosen[l], batch]
+            if windows is not None:
+                picked_colors, picked_masks = windows.paste(picked_colors, l), windows.paste(picked_masks, l)
+            colors[l + offset] = picked_colors
+            masks[l + offset] = picked_masks
     return chosen
 
 

@@ -9,6 +9,8 @@ mask, and the noise canvas, ones over the sprite's frame (zeros for the empty sp
 
 import torch
 
+from .candidate_windows import Windows
+
 
 class SpriteRendering:
     """Rendering methods of `DTISprites`, which sets what they read: K, L, M, C, img_size,
@@ -123,6 +125,27 @@ class SpriteRendering:
             shift = stack[:, -1:, :1, :1] * self._mask_noise(noise)  # (K', 1, H, W)
             masks = self.clamp(masks + frame * shift[None, :, None])
         return colors, masks
+
+    def render_candidate_windows(self, betas: dict, batch: int, noise: torch.Tensor | None, stack: torch.Tensor):
+        """render_candidates over each (layer, image)'s window only (candidate_windows.py):
+        colours (L, K', B, C, h', w'), masks (L, K', B, 1, h', w') and their Windows. None where
+        that does not apply: not on a CPU, sprites that transform themselves, or a layer
+        placement that rotates or bends. What it saves the demo: README, "Speed"."""
+        if stack.device.type != "cpu" or not self._warps_per_layer(betas):
+            return None
+        if self.layer_transformer.window_module() is None:
+            return None
+        L, K, B, C = self.L, self.n_candidates, batch, self.C
+        layer_betas = [None if b is None else b.reshape(L * B, -1) for b in betas["layer"]]  # (L*B, d)
+        x, frame, top, left = self.layer_transformer.forward_windows(stack[:, :-1], layer_betas, self.img_size)
+        size = tuple(x.shape[-2:])
+        windows = Windows(top.view(L, B), left.view(L, B), size, self.img_size)
+        x = x.view(L, B, K, C + 1, *size).transpose(1, 2)  # (L, K', B, C+1, h', w'), a view
+        colors, masks = x.split([C, 1], dim=3)
+        if noise is not None:
+            shift = windows.crop_all(stack[:, -1:, :1, :1] * self._mask_noise(noise))  # (L, K', B, 1, h', w')
+            masks = self.clamp(masks + frame.view(L, 1, B, 1, *size) * shift)
+        return colors, masks, windows
 
     def render_backgrounds(self, betas: dict, batch: int) -> torch.Tensor | None:
         """(M, B, C, H, W) transformed backgrounds."""

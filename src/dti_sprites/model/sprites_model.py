@@ -187,7 +187,8 @@ class DTISprites(SpriteRendering, nn.Module):
         return fixed_occlusion(self.L + int(self.M > 0), batch, device)
 
     # ---- selection and forward ---------------------------------------------------------------
-    def _select(self, cand_colors, cand_masks, backgrounds, occlusion, images):
+    def _select(self, cand_colors, cand_masks, backgrounds, occlusion, images, windows=None):
+        """windows: the candidates' windows when they were drawn over those only (greedy only)."""
         if self.selection == "greedy":
             K = self.n_candidates
             extra_cost = allowed = None
@@ -198,7 +199,9 @@ class DTISprites(SpriteRendering, nn.Module):
                 else:  # the prior on all but the empty sprite, with no item assignment (a host wait on a GPU)
                     extra_cost = is_sprite * float(self.lambda_empty_sprite)
             bkg = None if backgrounds is None else backgrounds[0]
-            idx = greedy_select(cand_colors, cand_masks, bkg, occlusion, images, self.greedy_iter, extra_cost, allowed)
+            idx = greedy_select(
+                cand_colors, cand_masks, bkg, occlusion, images, self.greedy_iter, extra_cost, allowed, windows
+            )
             bkg_idx = None if backgrounds is None else torch.zeros_like(idx[0])
             return idx, bkg_idx
         return exhaustive_select(
@@ -224,9 +227,13 @@ class DTISprites(SpriteRendering, nn.Module):
             bkg_idx = None if backgrounds is None else torch.zeros_like(idx[0])
         else:
             with torch.no_grad():
-                cand_colors, cand_masks = self.render_candidates(_detach(betas), B, noise, stack.detach())
-                idx, bkg_idx = self._select(cand_colors, cand_masks, _detach(backgrounds), occlusion.detach(), images)
-                del cand_colors, cand_masks
+                drawn = None
+                if self.selection == "greedy":
+                    drawn = self.render_candidate_windows(_detach(betas), B, noise, stack.detach())
+                if drawn is None:
+                    drawn = (*self.render_candidates(_detach(betas), B, noise, stack.detach()), None)
+                idx, bkg_idx = self._select(*drawn[:2], _detach(backgrounds), occlusion.detach(), images, drawn[2])
+                del drawn
         colors, masks = self.render_sprites(betas, idx.unsqueeze(1), noise, stack)
         colors, masks = colors[:, 0], masks[:, 0]  # (L, B, C, H, W), (L, B, 1, H, W)
         if carrier is not None:

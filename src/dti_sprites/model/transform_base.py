@@ -82,6 +82,9 @@ class SpatialTransform(Transform):
     """Warps all channels together by bilinear sampling on a grid of size out_size."""
 
     kind = "spatial"
+    # True when the map never mixes x and y (scale and translation): rows and columns are then
+    # sampled independently (candidate_windows.py).
+    axis_aligned = False
     conventions = {
         "spatial": "a spatial module samples, for each output coordinate q, the input at A q (normalised coordinates "
         "in [-1, 1] over the pixel extents, grid_sample with align_corners=false): its input therefore "

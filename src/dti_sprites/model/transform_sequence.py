@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .candidate_windows import axis_weights, covered_span, window_rows
 from .clamp import ClampFn
 from .heads import HeadBank
 from .transforms import build_transform, parse_sequence
@@ -141,6 +142,44 @@ class TransformSequence(nn.Module):
         n, ch = y.shape[1:3]
         y = y.expand(groups, -1, -1, -1, -1).reshape(groups * n, ch, *y.shape[-2:])
         return resize(y, out_size).view(groups, n, ch, *out_size)
+
+    def window_module(self) -> int | None:
+        """The module that places the input, when the active modules are broadcasting ones
+        followed by one axis-aligned spatial module (`color_position`): what forward_windows
+        needs. None otherwise."""
+        active = [i for i, t in enumerate(self.transforms) if self.active[i] and t.kind != "identity"]
+        if not active:
+            return None
+        *before, last = active
+        if getattr(self.transforms[last], "axis_aligned", False) and all(self.transforms[i].broadcasts for i in before):
+            return last
+        return None
+
+    def forward_windows(self, x: torch.Tensor, betas: list[torch.Tensor | None], out_size: tuple[int, int]):
+        """forward_shared over the windows the inputs reach (candidate_windows.py): x (N, Ch, h, w),
+        betas[i] (G, d) -> transformed (G, N, Ch, h', w'), the input's frame, ones over it
+        warped (G, h', w'), and each window's first row and column (G,). Needs window_module().
+
+        The same values as forward_shared cut at the windows, up to float rounding: both blend
+        the same two input pixels per axis with the same weights."""
+        placing = self.window_module()
+        y = x.unsqueeze(0)  # (1, N, Ch, h, w) until a module gives it its G groups
+        for transform, beta, active in zip(self.transforms[:placing], betas, self.active):
+            if active and transform.kind != "identity":
+                y = transform(y, beta[:, None], out_size)
+        groups = betas[placing].shape[0]
+        y = y.expand(groups, -1, -1, -1, -1)
+        n, ch, h, w = y.shape[1:]
+        scale_x, shift_x, scale_y, shift_y = self.transforms[placing].axis_maps(betas[placing])
+        across = axis_weights(scale_x, shift_x, out_size[1], w)  # (G, W, w)
+        down = axis_weights(scale_y, shift_y, out_size[0], h)  # (G, H, h)
+        left, width = covered_span(across)
+        top, height = covered_span(down)
+        across, down = window_rows(across, left, width), window_rows(down, top, height)  # (G, w', w), (G, h', h)
+        y = y.reshape(groups, n * ch * h, w) @ across.transpose(1, 2)  # (G, N Ch h, w')
+        y = torch.matmul(down[:, None], y.view(groups, n * ch, h, width))  # (G, N Ch, h', w')
+        frame = down.sum(2)[:, :, None] * across.sum(2)[:, None, :]  # (G, h', w')
+        return y.view(groups, n, ch, height, width), frame, top, left
 
     def warp_frame(self, betas: list[torch.Tensor | None], in_size: tuple[int, int], out_size: tuple[int, int]):
         """Where each of G parameter sets (betas[i] (G, d)) puts an input's frame, a canvas of

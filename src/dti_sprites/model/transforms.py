@@ -103,6 +103,12 @@ class _AffineFamily(SpatialTransform):
     def affine_matrix(self, beta: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def axis_maps(self, beta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """x_in = a x + tx and y_in = d y + ty, as (a, tx, d, ty) (N,) each, for a module whose
+        matrix never mixes the axes (`axis_aligned`)."""
+        theta = self.affine_matrix(beta)  # (N, 2, 3)
+        return theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2]
+
     def sampling_matrix(self, beta: Tensor) -> Tensor:
         theta = self.affine_matrix(beta)  # (N, 2, 3)
         last_row = torch.tensor([0.0, 0.0, 1.0], device=beta.device, dtype=beta.dtype).expand(theta.size(0), 1, 3)
@@ -142,6 +148,7 @@ class PositionTransform(_AffineFamily):
     """
 
     name = "position"
+    axis_aligned = True
     conventions = {
         "position": "A = [[1+e^s, 0, tx], [0, 1+e^s, ty]]: extent = 1/(1+e^s), offset_px = -(tx, ty)/(1+e^s) * "
         "(W/2, H/2); at the head's start (beta = 0) a sprite spans half the canvas, centred",
