@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .transform_base import pixel_centres
+
 
 def axis_weights(scale: torch.Tensor, shift: torch.Tensor, n_out: int, n_in: int) -> torch.Tensor:
     """Bilinear weights of the 1-D map input = scale * q + shift along one axis, (G,) each ->
     (G, n_out, n_in): what grid_sample (normalised coordinates, align_corners=False, zeros
     outside the input) blends for each output pixel, at most two non-zeros per row."""
-    q = (2 * torch.arange(n_out, device=scale.device, dtype=scale.dtype) + 1) / n_out - 1  # (n_out,)
+    q = pixel_centres(n_out, scale.device, scale.dtype)  # (n_out,)
     source = ((scale[:, None] * q + shift[:, None] + 1) * n_in - 1) / 2  # (G, n_out): input pixel coordinate
     pixels = torch.arange(n_in, device=scale.device, dtype=scale.dtype)
     return (1 - (source[:, :, None] - pixels).abs()).clamp_min(0)  # the tent 1 - |distance|, (G, n_out, n_in)

@@ -133,11 +133,12 @@ class SpriteRendering:
         placement that rotates or bends. What it saves the demo: README, "Speed"."""
         if stack.device.type != "cpu" or not self._warps_per_layer(betas):
             return None
-        if self.layer_transformer.window_module() is None:
-            return None
         L, K, B, C = self.L, self.n_candidates, batch, self.C
         layer_betas = [None if b is None else b.reshape(L * B, -1) for b in betas["layer"]]  # (L*B, d)
-        x, frame, top, left = self.layer_transformer.forward_windows(stack[:, :-1], layer_betas, self.img_size)
+        drawn = self.layer_transformer.forward_windows(stack[:, :-1], layer_betas, self.img_size)
+        if drawn is None:
+            return None
+        x, frame, top, left = drawn
         size = tuple(x.shape[-2:])
         windows = Windows(top.view(L, B), left.view(L, B), size, self.img_size)
         x = x.view(L, B, K, C + 1, *size).transpose(1, 2)  # (L, K', B, C+1, h', w'), a view

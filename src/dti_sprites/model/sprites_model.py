@@ -230,10 +230,14 @@ class DTISprites(SpriteRendering, nn.Module):
                 drawn = None
                 if self.selection == "greedy":
                     drawn = self.render_candidate_windows(_detach(betas), B, noise, stack.detach())
-                if drawn is None:
-                    drawn = (*self.render_candidates(_detach(betas), B, noise, stack.detach()), None)
-                idx, bkg_idx = self._select(*drawn[:2], _detach(backgrounds), occlusion.detach(), images, drawn[2])
-                del drawn
+                cand_colors, cand_masks, windows = drawn or (
+                    *self.render_candidates(_detach(betas), B, noise, stack.detach()),
+                    None,
+                )
+                idx, bkg_idx = self._select(
+                    cand_colors, cand_masks, _detach(backgrounds), occlusion.detach(), images, windows
+                )
+                del drawn, cand_colors, cand_masks
         colors, masks = self.render_sprites(betas, idx.unsqueeze(1), noise, stack)
         colors, masks = colors[:, 0], masks[:, 0]  # (L, B, C, H, W), (L, B, 1, H, W)
         if carrier is not None:

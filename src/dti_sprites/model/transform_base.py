@@ -20,11 +20,18 @@ it is one, and `conventions` says what its terms mean.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .canvas_geometry import canvas_terms, rounded
 from .clamp import ClampFn
+
+
+def pixel_centres(n: int, device=None, dtype=None) -> Tensor:
+    """Normalised coordinates of the centres of n pixels along one axis, (n,): the convention
+    of grid_sample with `align_corners=False`, -1 and 1 at the outer pixel edges."""
+    return (2 * torch.arange(n, device=device, dtype=dtype) + 1) / n - 1
 
 
 class Transform:

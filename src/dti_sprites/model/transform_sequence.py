@@ -158,11 +158,14 @@ class TransformSequence(nn.Module):
     def forward_windows(self, x: torch.Tensor, betas: list[torch.Tensor | None], out_size: tuple[int, int]):
         """forward_shared over the windows the inputs reach (candidate_windows.py): x (N, Ch, h, w),
         betas[i] (G, d) -> transformed (G, N, Ch, h', w'), the input's frame, ones over it
-        warped (G, h', w'), and each window's first row and column (G,). Needs window_module().
+        warped (G, h', w'), and each window's first row and column (G,). None when the
+        sequence is not one window_module() accepts.
 
         The same values as forward_shared cut at the windows, up to float rounding: both blend
         the same two input pixels per axis with the same weights."""
         placing = self.window_module()
+        if placing is None:
+            return None
         y = x.unsqueeze(0)  # (1, N, Ch, h, w) until a module gives it its G groups
         for transform, beta, active in zip(self.transforms[:placing], betas, self.active):
             if active and transform.kind != "identity":

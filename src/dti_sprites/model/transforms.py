@@ -19,7 +19,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..registry import Registry
 from .canvas_geometry import rounded
-from .transform_base import SpatialTransform, Transform
+from .transform_base import SpatialTransform, Transform, pixel_centres
 
 TRANSFORMS: Registry = Registry("transformation")
 
@@ -91,8 +91,7 @@ def _identity_grid(out_size: tuple[int, int], device, dtype) -> Tensor:
     Same values as `F.affine_grid` with the identity and `align_corners=False`.
     """
     height, width = out_size
-    ys = (2 * torch.arange(height, device=device, dtype=dtype) + 1) / height - 1  # (H,)
-    xs = (2 * torch.arange(width, device=device, dtype=dtype) + 1) / width - 1  # (W,)
+    ys, xs = pixel_centres(height, device, dtype), pixel_centres(width, device, dtype)  # (H,), (W,)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # (H, W) each
     return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)  # (H*W, 2)
 
