@@ -56,6 +56,7 @@ def test_defaults_are_filled_in():
         (lambda c: c["model"].update(use_clamp="fuzzy"), None),
         (lambda c: c["model"].pop("n_sprites"), "model.n_sprites: missing"),
         (lambda c: c["training"].update(n_iterations=5), "exactly one"),
+        (lambda c: c["training"].update(reassign_until=1.5), "training.reassign_until: expected a fraction"),
         (
             lambda c: c["training"].update(scheduler={"name": "multi_step", "gamma": [1, 0.1, 2]}),
             "training.scheduler.gamma",

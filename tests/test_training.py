@@ -316,3 +316,20 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tetro_dir, tmp_path, capsys):
     assert exit_info.value.code == 130 and "training.resume=" in err, err
     (run_dir,) = runs.glob("*/*")
     assert 2 <= load_checkpoint(run_dir)["iteration"] < 100000
+
+
+def test_reassignment_stops_at_its_fraction_of_training(tetro_dir, tmp_path):
+    """`training.reassign_until`: with a threshold every sprite falls under, every check restarts
+    sprites until half of the 12 iterations, and none after."""
+    cfg = small_config(
+        model={"empty_cluster_threshold": 2.0, "reassign_rule": "split"},
+        dataset={"path": str(tetro_dir)},
+        training={"n_iterations": 12, "check_cluster_interval": 1, "val_stat_interval": 1000, "reassign_until": 0.5},
+    )
+    trainer = Trainer(cfg, "cpu", tmp_path, progress=False, quiet=True)
+    trainer.run()
+    log = (trainer.run_dir / "train.log").read_text()
+    restarted_at = [
+        int(line.split("iteration ")[1].split(":")[0]) for line in log.splitlines() if "restarted sprites" in line
+    ]
+    assert restarted_at == list(range(1, 7))

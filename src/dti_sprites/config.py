@@ -170,6 +170,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "train_stat_interval": Key((INT,), 100, _positive),
         "val_stat_interval": Key((INT,), 500, _positive),
         "check_cluster_interval": Key((INT,), 100, _positive),
+        # Fraction of the planned iterations after which reassignment restarts no sprite (1.0: never stops, the
+        # paper). A copy made once the learning rate has dropped has no time to part from its source.
+        "reassign_until": Key((FLOAT,), 1.0, lambda v: None if 0 <= v <= 1 else "a fraction between 0 and 1"),
         "seed": Key((INT, NONE), None),
         "visualizer_port": Key((INT, NONE), None),
         "tensorboard": Key((BOOL,), False),

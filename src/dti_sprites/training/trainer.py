@@ -349,7 +349,8 @@ class Trainer(RunReporting):
         return broadcast_object(reason, self.dist) if self.dist.enabled else reason
 
     def _reassign(self, counts: torch.Tensor) -> None:
-        if not self.cfg["model"]["reassign_cluster"] or self.model.sprites_frozen:
+        late = self.iteration > self.cfg["training"]["reassign_until"] * self.total_iters
+        if not self.cfg["model"]["reassign_cluster"] or self.model.sprites_frozen or late:
             return
         restarted = reassign_empty_clusters(
             self.model, self.optimizer, counts, self.empty_threshold, self.cfg["model"]["reassign_rule"]
