@@ -333,3 +333,23 @@ def test_reassignment_stops_at_its_fraction_of_training(tetro_dir, tmp_path):
         int(line.split("iteration ")[1].split(":")[0]) for line in log.splitlines() if "restarted sprites" in line
     ]
     assert restarted_at == list(range(1, 7))
+
+
+def test_a_schedule_changed_on_resume_applies_from_the_resumed_epoch(tetro_dir, tmp_path):
+    """Resumed with an earlier lr drop, the run takes the new lr at once, not one epoch late;
+    resumed unchanged, it keeps the saved lr."""
+    scheduler = {"name": "multi_step", "gamma": [1.0, 0.1], "milestones": [5]}
+    first = _trainer(tetro_dir, tmp_path, n_iterations=None, n_epoches=3, scheduler=scheduler)
+    first.run(max_iterations=first.iters_per_epoch + 1)  # stopped in epoch 1, before any drop
+    saved_lrs = [group["lr"] for group in first.optimizer.param_groups]
+
+    def resumed(milestones):
+        training = {"n_epoches": 3, "n_iterations": None, "resume": str(first.run_dir)}
+        training["scheduler"] = {**scheduler, "milestones": milestones}
+        cfg = small_config(training=training, dataset={"path": str(tetro_dir)})
+        return Trainer(cfg, "cpu", tmp_path, progress=False, quiet=True)
+
+    assert [group["lr"] for group in resumed([5]).optimizer.param_groups] == saved_lrs
+    dropped = resumed([1])
+    assert dropped.epoch == 1
+    assert [group["lr"] for group in dropped.optimizer.param_groups] == [saved_lrs[0], saved_lrs[1] * 0.1]

@@ -96,3 +96,14 @@ def build_scheduler(optimizer: torch.optim.Optimizer, sched: dict, n_epochs: int
         return factor
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, [make(g) for g in gammas])
+
+
+def apply_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """Set every group's lr to the schedule's value at the scheduler's epoch, as its own step does.
+
+    After a resume the optimiser's saved lr would otherwise hold until the next epoch's step, so a
+    schedule changed on resume (another drop, more epochs of a poly schedule) would start an epoch
+    late; with the schedule unchanged this rewrites the same values.
+    """
+    for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(scheduler.last_epoch)

@@ -44,7 +44,7 @@ from .distributed import (
     use_global_batchnorm,
 )
 from .memory import check_training_memory
-from .optim import build_optimizer, build_scheduler
+from .optim import apply_schedule, build_optimizer, build_scheduler
 from .reassign import reassign_empty_clusters
 from .reporting import RunReporting
 from .run_folder import MetricsTable, discard_run_dir, new_run_dir, setup_logger
@@ -199,6 +199,7 @@ class Trainer(RunReporting):
         self.model.load_state_dict(ckpt["model_state"])
         self.optimizer.load_state_dict(ckpt["optimizer_state"])
         self.scheduler.load_state_dict(ckpt["scheduler_state"])
+        apply_schedule(self.scheduler)  # the resumed config's schedule, from this epoch on
         self.epoch, self.batch_in_epoch, self.iteration = ckpt["epoch"], ckpt["batch"], ckpt["iteration"]
         self.seed, self.elapsed_before = ckpt["seed"], ckpt["elapsed"]
         self.best_val_loss = ckpt.get("best_val_loss", math.inf)
