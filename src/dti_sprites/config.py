@@ -173,6 +173,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # Fraction of the planned iterations after which reassignment restarts no sprite (1.0: never stops, the
         # paper). A copy made once the learning rate has dropped has no time to part from its source.
         "reassign_until": Key((FLOAT,), 1.0, lambda v: None if 0 <= v <= 1 else "a fraction between 0 and 1"),
+        # Fraction of the planned iterations after which the weights are averaged, the mean replacing the
+        # trained weights at the end (training/weight_average.py); null: never (the paper).
+        "average_weights_from": Key(
+            (FLOAT, NONE), None, lambda v: None if v is None or 0 <= v < 1 else "null or a fraction in [0, 1)"
+        ),
         "seed": Key((INT, NONE), None),
         "visualizer_port": Key((INT, NONE), None),
         "tensorboard": Key((BOOL,), False),

@@ -34,7 +34,6 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .dead_layers import dead_layers, restart_layers
 from .distributed import (
     DistContext,
     all_reduce_gradients,
@@ -45,19 +44,19 @@ from .distributed import (
 )
 from .memory import check_training_memory
 from .optim import apply_schedule, build_optimizer, build_scheduler
-from .reassign import reassign_empty_clusters
 from .reporting import RunReporting
 from .run_folder import MetricsTable, discard_run_dir, new_run_dir, setup_logger
 from .run_info import write_run_info
 from .signals import stop_on_signals
 from .step_stats import StepStats
+from .upkeep import ModelUpkeep
+from .weight_average import WeightAverage
 
 N_SNAPSHOT_IMAGES = 4
-LAST_LAYER_RESTART = 0.9  # fraction of training after which dead layers are left alone
 MODEL_NAME = "dti_sprites"
 
 
-class Trainer(RunReporting):
+class Trainer(RunReporting, ModelUpkeep):
     def __init__(
         self,
         cfg: dict,
@@ -153,6 +152,7 @@ class Trainer(RunReporting):
         threshold = cfg["model"]["empty_cluster_threshold"]
         self.empty_threshold = threshold if threshold is not None else 0.2 / self.model.K
         self.stats = StepStats(self.model.L, self.model.n_candidates, self.device)
+        self.weight_average = None  # begun at training.average_weights_from
         self.empty_index = self.model.K if self.model.add_empty_sprite else None
 
         if resume is not None:
@@ -193,6 +193,7 @@ class Trainer(RunReporting):
             "rng": rng_state(),
             "config": self.cfg,
             "step_stats": self.stats.state_dict(),
+            "weight_average": self.weight_average.state_dict() if self.weight_average else None,
         }
 
     def _restore(self, ckpt: dict) -> None:
@@ -206,6 +207,9 @@ class Trainer(RunReporting):
         if "step_stats" in ckpt and self.dist.is_main:  # rank 0's windows; other ranks' partial windows are lost
             self.stats.load_state_dict(ckpt["step_stats"])
         set_rng_state(ckpt["rng"])
+        if ckpt.get("weight_average"):
+            self.weight_average = WeightAverage(self.model)
+            self.weight_average.load_state_dict(ckpt["weight_average"])
         self.log.info(f"resumed {self.run_dir} at iteration {self.iteration} (epoch {self.epoch})")
 
     def save(self, best: bool = False) -> Path | None:
@@ -265,6 +269,8 @@ class Trainer(RunReporting):
         with stop_on_signals() as stop:
             stopped = self._loop(max_iterations, stop)
         self.stop_signal = stop.signal_name if stopped else None
+        if not stopped and self.weight_average is not None:
+            self.weight_average.copy_into_model()  # the final model is the mean
         self.save()
         if self.dist.is_main:
             write_run_info(self, stop)
@@ -299,6 +305,7 @@ class Trainer(RunReporting):
             out, loss = self.train_step(next(batches))
             stats.add(loss, out.sprite_idx, out.object_masks, self.empty_index)
             self.iteration += 1
+            self._average_weights()
             self.batch_in_epoch += 1
             timed_iters += 1
             bar.update(1)
@@ -348,34 +355,6 @@ class Trainer(RunReporting):
                 f"continue with --set training.resume={self.run_dir}"
             )
         return broadcast_object(reason, self.dist) if self.dist.enabled else reason
-
-    def _reassign(self, counts: torch.Tensor) -> None:
-        late = self.iteration > self.cfg["training"]["reassign_until"] * self.total_iters
-        if not self.cfg["model"]["reassign_cluster"] or self.model.sprites_frozen or late:
-            return
-        restarted = reassign_empty_clusters(
-            self.model, self.optimizer, counts, self.empty_threshold, self.cfg["model"]["reassign_rule"]
-        )
-        if restarted:
-            broadcast_module(self.model, self.dist)  # rank 0's draw of the restart noise wins
-            pairs = ", ".join(f"{dst}<-{src}" for dst, src in restarted)
-            self.log.info(f"iteration {self.iteration}: restarted sprites (restarted<-copied from) {pairs}")
-
-    def _restart_dead_layers(self, area_sum: torch.Tensor, drawn: torch.Tensor) -> None:
-        threshold = self.cfg["model"]["dead_layer_threshold"]
-        # A layer restarted in the last tenth would reach the final model still unplaced.
-        if threshold is None or self.model.L < 2 or self.iteration > LAST_LAYER_RESTART * self.total_iters:
-            return
-        dead = dead_layers(area_sum, drawn, threshold)  # summed over ranks: the same on every rank
-        if not dead:
-            return
-        restart_layers(self.model, dead, self.optimizer)
-        broadcast_module(self.model, self.dist)
-        areas = ", ".join(f"{a:.4f}" for a in (area_sum / drawn.clamp(min=1)).tolist())
-        self.log.info(
-            f"iteration {self.iteration}: layers {dead} drew nothing (mean mask by layer {areas}); "
-            "restarted at the identity, behind the others"
-        )
 
     def _end_epoch(self) -> None:
         self.epoch += 1
