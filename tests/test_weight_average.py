@@ -69,3 +69,22 @@ def test_a_run_stopped_while_averaging_resumes_to_the_same_mean(tetro_dir, tmp_p
     assert resumed.weight_average.count == 2
     resumed.run()
     assert_same_state(straight.model.state_dict(), resumed.model.state_dict())
+
+
+def test_a_run_resumed_with_averaging_off_ends_on_its_trained_weights(tetro_dir, tmp_path):
+    first = Trainer(_config(tetro_dir), "cpu", tmp_path, progress=False, quiet=True)
+    first.run(max_iterations=5)
+    off = _config(tetro_dir, resume=str(first.run_dir), average_weights_from=None)
+    resumed = Trainer(off, "cpu", tmp_path, progress=False, quiet=True)
+    assert resumed.weight_average is None
+    seen = []
+    step = resumed.train_step
+
+    def recording_step(images):
+        result = step(images)
+        seen.append(resumed.model.prototypes.detach().clone())
+        return result
+
+    resumed.train_step = recording_step
+    resumed.run()
+    assert torch.equal(resumed.model.prototypes, seen[-1])

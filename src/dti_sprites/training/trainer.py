@@ -207,7 +207,7 @@ class Trainer(RunReporting, ModelUpkeep):
         if "step_stats" in ckpt and self.dist.is_main:  # rank 0's windows; other ranks' partial windows are lost
             self.stats.load_state_dict(ckpt["step_stats"])
         set_rng_state(ckpt["rng"])
-        if ckpt.get("weight_average"):
+        if ckpt.get("weight_average") and self._averaging():  # resumed with averaging off or later: no mean
             self.weight_average = WeightAverage(self.model)
             self.weight_average.load_state_dict(ckpt["weight_average"])
         self.log.info(f"resumed {self.run_dir} at iteration {self.iteration} (epoch {self.epoch})")

@@ -14,9 +14,13 @@ LAST_LAYER_RESTART = 0.9  # fraction of training after which dead layers are lef
 
 
 class ModelUpkeep:
-    def _average_weights(self) -> None:
+    def _averaging(self) -> bool:
+        """Whether this iteration lies in the averaged part of training."""
         start = self.cfg["training"]["average_weights_from"]
-        if start is None or self.iteration <= start * self.total_iters:
+        return start is not None and self.iteration > start * self.total_iters
+
+    def _average_weights(self) -> None:
+        if not self._averaging():
             return
         if self.weight_average is None:
             self.weight_average = WeightAverage(self.model)
