@@ -14,6 +14,8 @@ LAST_LAYER_RESTART = 0.9  # fraction of training after which dead layers are lef
 
 
 class ModelUpkeep:
+    """Trainer's interval-time changes to its model; every rank takes the same decisions."""
+
     def _averaging(self) -> bool:
         """Whether this iteration lies in the averaged part of training."""
         start = self.cfg["training"]["average_weights_from"]
