@@ -25,14 +25,16 @@ class WeightAverage:
         """Fold the model's current weights into the mean."""
         if self._pairs is None:  # the state's tensors share storage with the live weights
             live = self.model.state_dict()
-            self._pairs = [(mean, live[name]) for name, mean in self.mean.items()]
+            pairs = [(mean, live[name]) for name, mean in self.mean.items()]
+            averaged = [pair for pair in pairs if pair[0].is_floating_point()]
+            self._pairs = averaged, [pair for pair in pairs if not pair[0].is_floating_point()]
+        averaged, counters = self._pairs
         self.count += 1
         with torch.no_grad():
-            for mean, live in self._pairs:
-                if mean.is_floating_point():
-                    mean.lerp_(live, 1.0 / self.count)
-                else:
-                    mean.copy_(live)
+            for mean, live in averaged:
+                mean.lerp_(live, 1.0 / self.count)
+            for last, live in counters:
+                last.copy_(live)
 
     def restart(self) -> None:
         """Begin again from the model's current weights (after a sprite or layer restart)."""
